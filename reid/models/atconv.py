@@ -22,6 +22,9 @@ from torch import nn
 
 PoolMode = Literal["seq", "grid"]
 
+# Below this many positions a single grouped convolution beats the per-sample loop on CPU (benchmarks/).
+_GROUPED_MAX_POSITIONS = 256
+
 
 def adaptive_bins(length: int, bins: int) -> list[tuple[int, int]]:
     """Start (inclusive) and end (exclusive) of each of PyTorch's adaptive-average-pool bins.
@@ -75,9 +78,10 @@ def per_sample_depthwise_conv(
     Args:
         tokens: Channel-last values, shape (B, H, W, C).
         kernels: Per-sample depthwise kernels, shape (B, C, K, K).
-        grouped: One grouped convolution over B*C channels (best on GPUs) instead of a loop over the batch of
-            channels-last depthwise convolutions (best on CPUs, where oneDNN's NHWC depthwise kernel is fast and
-            the grouped form needs two layout copies). None picks by device.
+        grouped: One grouped convolution over B*C channels instead of a loop over the batch of channels-last
+            depthwise convolutions. The grouped form needs two layout copies but a single call: it wins on GPUs
+            and, on CPUs, for small maps where per-call overhead dominates. None picks by device and map size
+            (measured on CPU: the loop wins from about 36x18 up, the grouped call below).
 
     Returns:
         Channel-last output of shape (B, H, W, C).
@@ -85,13 +89,14 @@ def per_sample_depthwise_conv(
     batch, height, width, channels = tokens.shape
     kernel_size = kernels.shape[-1]
     if grouped is None:
-        grouped = tokens.device.type != "cpu"
+        grouped = tokens.device.type != "cpu" or height * width <= _GROUPED_MAX_POSITIONS
     kernels = kernels.to(tokens.dtype)
     if grouped:
         images = tokens.permute(0, 3, 1, 2).reshape(1, batch * channels, height, width)
         out = F.conv2d(images, kernels.reshape(batch * channels, 1, kernel_size, kernel_size),
                        padding=kernel_size // 2, groups=batch * channels)
-        return out.view(batch, channels, height, width).permute(0, 2, 3, 1)
+        # contiguous: Linear on a permuted 4-D view would fall back to a broadcast batched matmul
+        return out.view(batch, channels, height, width).permute(0, 2, 3, 1).contiguous()
     images = tokens.permute(0, 3, 1, 2)  # a channels_last NCHW view, no copy
     outputs = [
         F.conv2d(images[i:i + 1], kernels[i].unsqueeze(1), padding=kernel_size // 2, groups=channels)

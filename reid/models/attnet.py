@@ -37,6 +37,18 @@ def glu_hidden_dim(dim: int, exp_rate: float) -> int:
     return int(2 * int(dim * exp_rate) / 3)
 
 
+def _gelu_mul(gate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """GELU(gate) * value; without autograd, computed in gate's buffer (large fresh buffers cost page faults)."""
+    if torch.is_grad_enabled():
+        return F.gelu(gate) * value
+    return torch.ops.aten.gelu_(gate).mul_(value)
+
+
+def _residual(tokens: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """tokens + branch; without autograd, summed into the branch's own (fresh, private) buffer."""
+    return tokens + branch if torch.is_grad_enabled() else branch.add_(tokens)
+
+
 class GLU(nn.Module):
     """Gated channel mixer: fc2(norm(GELU(dwconv(a)) * v)) with (a, v) = fc1(x).
 
@@ -65,14 +77,17 @@ class GLU(nn.Module):
         gate = self.fc1_gate(tokens)
         if self.dwconv is not None:
             gate = self.dwconv(gate.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        hidden = F.gelu(gate) * self.fc1_value(tokens)
+        hidden = _gelu_mul(gate, self.fc1_value(tokens))
         weight, bias = self.fc2.weight, self.fc2.bias
-        if self.norm_layer is not None:
-            hidden = F.rms_norm(hidden, (self.hidden,), eps=self.norm_layer.eps)
-            weight = weight * self.norm_layer.weight
         if out_scale is not None:
             weight, bias = weight * out_scale.unsqueeze(1), bias * out_scale
-        return F.linear(hidden, weight, bias)
+        if self.norm_layer is None:
+            return F.linear(hidden, weight, bias)
+        # fc2(hidden * rstd * w) = rstd * (hidden @ (W * w)^T) + b: the per-token RMS scale is applied to the
+        # C-wide output rather than the wider hidden tensor, and the norm weight lives in the GEMM.
+        mean_square = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True).square() / self.hidden
+        rstd = torch.rsqrt(mean_square + self.norm_layer.eps)
+        return torch.addcmul(bias, torch.matmul(hidden, (weight * self.norm_layer.weight).t()), rstd)
 
 
 class AttNetBlock(nn.Module):
@@ -101,8 +116,15 @@ class AttNetBlock(nn.Module):
     def forward(self, tokens: torch.Tensor, pool_matrix: torch.Tensor | None = None) -> torch.Tensor:
         scale_1 = self.layer_scale_1.gamma if self.layer_scale_1 is not None else None
         scale_2 = self.layer_scale_2.gamma if self.layer_scale_2 is not None else None
-        tokens = tokens + self.drop_path(self.token_mixer.forward_tokens(self.norm_1(tokens), pool_matrix, scale_1))
-        return tokens + self.drop_path(self.channel_mixer(self.norm_2(tokens), scale_2))
+        tokens = _residual(tokens, self.drop_path(self.token_mixer.forward_tokens(self.norm_1(tokens), pool_matrix,
+                                                                                 scale_1)))
+        return _residual(tokens, self.drop_path(self.channel_mixer(self.norm_2(tokens), scale_2)))
+
+
+# Inference on CPU runs a stage on groups of samples whose GLU hidden tensor has at most this many elements
+# (~11 MB in float32): the activations then stay in the last-level cache and reuse heap memory instead of
+# faulting in fresh pages. Measured 8-10% faster for AttNet-T1 at batch 8 (benchmarks/bench_backbones.py).
+_CPU_INFERENCE_TILE = 2_800_000
 
 
 class AttNetStage(nn.Sequential):
@@ -113,9 +135,19 @@ class AttNetStage(nn.Sequential):
         self.grad_checkpointing = False
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        first = self[0].token_mixer
-        pool = pooling_matrix(tokens.shape[1], tokens.shape[2], first.kernel_size, first.pool,
+        batch, height, width, _ = tokens.shape
+        first = self[0]
+        pool = pooling_matrix(height, width, first.token_mixer.kernel_size, first.token_mixer.pool,
                               tokens.device, torch.float32)
+        if torch.is_grad_enabled() or tokens.device.type != "cpu":
+            return self._run_blocks(tokens, pool)
+        # Every block is per-sample (no batch statistics), so splitting the batch changes nothing but locality.
+        step = max(1, _CPU_INFERENCE_TILE // (height * width * first.channel_mixer.hidden))
+        if step >= batch:
+            return self._run_blocks(tokens, pool)
+        return torch.cat([self._run_blocks(part, pool) for part in tokens.split(step)])
+
+    def _run_blocks(self, tokens: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
         for block in self:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, pool, use_reentrant=False)

@@ -182,3 +182,19 @@ def test_channels_last_and_batch_independence():
         together = model(x.contiguous(memory_format=torch.channels_last))
         alone = model(x[1:2])
     torch.testing.assert_close(together[1:2], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_fast_paths_match_autograd_path(monkeypatch):
+    from reid.models import attnet
+
+    model = timm.create_model("attnet_t1").eval()
+    x = torch.randn(5, 3, 96, 64)
+    expected = model(x).detach()  # grad enabled: no tiling, no in-place ops
+    monkeypatch.setattr(attnet, "_CPU_INFERENCE_TILE", 1)  # one sample per tile in every stage
+    with torch.no_grad():
+        tiled = model(x)
+    monkeypatch.setattr(attnet, "_CPU_INFERENCE_TILE", 10 ** 12)  # whole batch, in-place ops only
+    with torch.inference_mode():
+        whole = model(x)
+    torch.testing.assert_close(tiled, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole, expected, rtol=1e-5, atol=1e-5)
