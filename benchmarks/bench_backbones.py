@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from timing import interleaved_medians, markdown_table  # noqa: E402
+
 import reid  # noqa: E402,F401  (registers attnet_*)
 from reid.models.backbones import count_macs, count_parameters, create_backbone  # noqa: E402
-from timing import interleaved_medians, markdown_table  # noqa: E402
 
 PEERS = "attnet_t1,attnet_t2,resnet50,convnext_tiny,swin_tiny_patch4_window7_224,pvt_v2_b1,pvt_v2_b2"
 

@@ -388,7 +388,8 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
         "crop_pct": 0.875, "interpolation": "bicubic", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "downsample_layers.0.0.0", "classifier": "head",
         "paper_ids": "arXiv:2510.20092",
-        "paper_name": "Attentive Convolution: Unifying the Expressivity of Self-Attention with Convolutional Efficiency",
+        "paper_name": "Attentive Convolution: Unifying the Expressivity of Self-Attention with Convolutional "
+                      "Efficiency",
         **kwargs,
     }
 

@@ -1,6 +1,7 @@
 """Creating any timm backbone at the experiment's input size, and measuring its size and cost."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from reid.errors import ReidError
 from reid.models.pretrained import load_pretrained
 
 # The backbones of the paper's VI-ReID comparison (Table VII), listed by `reid models`.
@@ -19,7 +21,7 @@ PAPER_BACKBONES = (
 )
 
 
-class BackboneError(ValueError):
+class BackboneError(ReidError):
     """A backbone name or its weights cannot be used."""
 
 
@@ -85,7 +87,7 @@ def create_backbone(
         BackboneError: Unknown model name.
     """
     if not timm.is_model(name.split(".")[0]):  # "resnet50.a1_in1k" names a pretrained tag of resnet50
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise BackboneError(f"unknown backbone {name!r}{hint}")
     input_size = (int(input_size[0]), int(input_size[1]))
@@ -122,3 +124,29 @@ def count_macs(model: nn.Module, input_size: tuple[int, int], in_chans: int = 3)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What `reid models` lists for a backbone.
+
+    Attributes:
+        name: timm model name.
+        params: Parameters with the 1000-class ImageNet head (the number papers quote).
+        macs_224: Multiply-accumulates of one 224x224 image (see ``count_macs``).
+        input_size: The size it runs at when asked for the probed size (equal to it unless the model is fixed).
+        note: Why it cannot run at the probed size, or None.
+    """
+
+    name: str
+    params: int
+    macs_224: int
+    input_size: tuple[int, int]
+    note: str | None
+
+
+def describe_backbone(name: str, probe_size: tuple[int, int] = (288, 144)) -> BackboneInfo:
+    imagenet = create_backbone(name, (224, 224), num_classes=1000, check_size=False).model
+    probed = create_backbone(name, probe_size)
+    return BackboneInfo(name, count_parameters(imagenet), count_macs(imagenet, (224, 224)),
+                        probed.input_size, probed.note)

@@ -7,15 +7,17 @@ from typing import Any
 
 import torch
 
+from reid.errors import ReidError
+
 _WRAPPERS = ("model_ema", "state_dict_ema", "model", "state_dict")
 _PREFIXES = ("_orig_mod.", "module.", "_orig_mod.")  # torch.compile and DDP wrappers, in either order
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ReidError):
     """A weight file cannot be read."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(ReidError):
     """A checkpoint's keys or shapes do not fit the model."""
 
 
