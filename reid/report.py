@@ -1,0 +1,83 @@
+"""Evaluation reports: metrics per search direction and trial, as a rich table and as JSON.
+
+The JSON schema, used by every command that reports metrics (values in percent)::
+
+    {"dataset": "llcm", "protocol": "llcm", "trials": 10,
+     "results": {"ir2vis": {"rank1": .., "rank5": .., "rank10": .., "rank20": .., "mAP": .., "mINP": ..,
+                            "std": {"rank1": .., ...}},      # "std" only with several trials
+                 "vis2ir": {...}}}
+
+Standard deviations are sample standard deviations over trials (ddof=1).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from reid.io import atomic_write_text
+from reid.metrics import RankResult
+
+DIRECTIONS = ("ir2vis", "vis2ir")
+METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+DIRECTION_TITLES = {"ir2vis": "infrared -> visible", "vis2ir": "visible -> infrared"}
+
+
+def result_percentages(result: RankResult) -> dict[str, float]:
+    """rank-1/5/10/20, mAP and mINP of one result, in percent."""
+    values = {f"rank{k}": 100 * result.rank(k) for k in (1, 5, 10, 20)}
+    return dict(values, mAP=100 * result.mAP, mINP=100 * result.mINP)
+
+
+@dataclass
+class EvaluationReport:
+    """Results of one evaluation: one RankResult per trial for each search direction."""
+
+    dataset: str
+    protocol: str
+    results: dict[str, list[RankResult]] = field(default_factory=dict)
+
+    def add(self, direction: str, result: RankResult) -> None:
+        self.results.setdefault(direction, []).append(result)
+
+    @property
+    def trials(self) -> int:
+        return max((len(r) for r in self.results.values()), default=0)
+
+    def mean(self, direction: str) -> dict[str, float]:
+        rows = [result_percentages(r) for r in self.results[direction]]
+        return {key: float(np.mean([row[key] for row in rows])) for key in METRIC_KEYS}
+
+    def std(self, direction: str) -> dict[str, float] | None:
+        rows = [result_percentages(r) for r in self.results[direction]]
+        if len(rows) < 2:
+            return None
+        return {key: float(np.std([row[key] for row in rows], ddof=1)) for key in METRIC_KEYS}
+
+    def to_dict(self) -> dict:
+        results = {}
+        for direction in self.results:
+            entry: dict = {key: round(value, 4) for key, value in self.mean(direction).items()}
+            spread = self.std(direction)
+            if spread is not None:
+                entry["std"] = {key: round(value, 4) for key, value in spread.items()}
+            results[direction] = entry
+        return {"dataset": self.dataset, "protocol": self.protocol, "trials": self.trials, "results": results}
+
+    def save_json(self, path: str | Path) -> Path:
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def table(self, title: str | None = None) -> Table:
+        trials = f", mean of {self.trials} trials" if self.trials > 1 else ""
+        table = Table(title=title or f"{self.dataset} ({self.protocol} protocol{trials}), %")
+        table.add_column("direction")
+        for key in METRIC_KEYS:
+            table.add_column(key, justify="right")
+        for direction in self.results:
+            mean, spread = self.mean(direction), self.std(direction)
+            cells = [f"{mean[k]:.2f}" + (f" ±{spread[k]:.2f}" if spread else "") for k in METRIC_KEYS]
+            table.add_row(DIRECTION_TITLES.get(direction, direction), *cells)
+        return table

@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import torch
+
+from reid import metrics
+from reid.errors import ReidError
+from reid.metrics import RankEvaluator, evaluate_features, evaluate_rank, pairwise_distance
+from reid.metrics_reference import evaluate_rank_reference
+
+
+def assert_same(result, expected):
+    np.testing.assert_allclose(result.cmc, expected.cmc, atol=1e-6)
+    assert result.mAP == pytest.approx(expected.mAP, abs=1e-6)
+    assert result.mINP == pytest.approx(expected.mINP, abs=1e-6)
+    assert result.num_valid_queries == expected.num_valid_queries
+
+
+def random_case(seed: int, protocol: str):
+    """Queries and a gallery with ties, queries without a match and single-image identities."""
+    rng = np.random.default_rng(seed)
+    num_queries, num_gallery = rng.integers(1, 40), rng.integers(1, 60)
+    num_ids = rng.integers(1, 12)
+    if protocol == "sysu":
+        q_camids, g_camids = rng.choice([3, 6], num_queries), rng.choice([1, 2, 4, 5], num_gallery)
+    else:
+        q_camids, g_camids = rng.integers(1, 4, num_queries), rng.integers(1, 4, num_gallery)
+    q_pids = rng.integers(0, num_ids + 2, num_queries)  # ids num_ids and num_ids + 1 are never in the gallery
+    g_pids = rng.integers(0, num_ids, num_gallery)
+    q_pids[0] = g_pids[0]  # at least one query can match
+    q_camids[0] = 6 if protocol == "sysu" else (g_camids[0] % 3) + 1
+    distmat = rng.integers(0, 5, (num_queries, num_gallery)).astype(np.float32) if seed % 2 else \
+        rng.random((num_queries, num_gallery), dtype=np.float32)  # odd seeds: many ties
+    return distmat, q_pids, g_pids, q_camids, g_camids
+
+
+@pytest.mark.parametrize("protocol", ["llcm", "sysu", "regdb", "vcm", "standard"])
+@pytest.mark.parametrize("max_rank", [20, 5])
+def test_matches_reference_on_random_cases(protocol, max_rank):
+    compared = with_invalid_queries = 0
+    for seed in range(60):
+        case = random_case(seed, protocol)
+        with np.errstate(all="ignore"):  # the reference divides by zero when no query is valid
+            expected = evaluate_rank_reference(*case, protocol=protocol, max_rank=max_rank)
+        if expected.num_valid_queries == 0:
+            with pytest.raises(ReidError, match="valid match"):
+                evaluate_rank(*case, protocol=protocol, max_rank=max_rank)
+            continue
+        assert_same(evaluate_rank(*case, protocol=protocol, max_rank=max_rank), expected)
+        compared += 1
+        with_invalid_queries += expected.num_valid_queries < len(case[1])
+    assert compared >= 50 and with_invalid_queries >= 20
+
+
+def test_chunking_does_not_change_results(monkeypatch):
+    case = random_case(3, "llcm")
+    whole = evaluate_rank(*case, protocol="llcm")
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 7)  # one query per chunk
+    assert_same(evaluate_rank(*case, protocol="llcm"), whole)
+
+
+def test_average_precision_and_inp_by_hand():
+    # ranked gallery: pid 1, 2, 1, 3, 1 -> positives at places 1, 3, 5
+    result = evaluate_rank(np.array([[0.1, 0.2, 0.3, 0.4, 0.5]]), [1], [1, 2, 1, 3, 1], [1], [2, 2, 2, 2, 2])
+    assert result.mAP == pytest.approx((1 / 1 + 2 / 3 + 3 / 5) / 3)
+    assert result.mINP == pytest.approx(3 / 5)
+    np.testing.assert_array_equal(result.cmc, [1, 1, 1, 1, 1])
+
+
+def test_same_pid_and_camera_are_removed():
+    # pid 1 on the query's own camera is removed: the filtered list is [2, 1]
+    args = (np.array([[0.1, 0.2, 0.3]]), [1], [1, 2, 1], [1], [1, 2, 2])
+    llcm = evaluate_rank(*args, protocol="llcm")
+    assert llcm.mAP == pytest.approx(0.5) and llcm.mINP == pytest.approx(0.5)
+    np.testing.assert_array_equal(llcm.cmc, [0, 1, 1])
+    regdb = evaluate_rank(*args, protocol="regdb")  # RegDB removes nothing
+    assert regdb.mAP == pytest.approx((1 + 2 / 3) / 2) and regdb.cmc[0] == 1
+
+
+def test_deduplicated_cmc_counts_identities_not_images():
+    # ranked: 2, 2, 2, 1 -> the first positive is 4th image but 2nd identity
+    args = (np.array([[0.1, 0.2, 0.3, 0.4]]), [1], [2, 2, 2, 1], [1], [2, 2, 2, 2])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 1, 1, 1])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="vcm").cmc, [0, 0, 0, 1])
+    # mAP and mINP use the full list either way
+    assert evaluate_rank(*args, protocol="llcm").mAP == pytest.approx(1 / 4)
+
+
+def test_deduplication_ignores_removed_items():
+    # ranked 1 (query's camera: removed), 3, 3, 1 -> identities in order 3, 1: the query's identity is 2nd
+    args = (np.array([[0.1, 0.2, 0.3, 0.4]]), [1], [1, 3, 3, 1], [1], [1, 2, 2, 2])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 1, 1, 1])
+
+
+def test_sysu_cam3_queries_drop_every_cam2_item():
+    gallery_pids, gallery_camids = [5, 1], [2, 1]
+    from_cam3 = evaluate_rank(np.array([[0.1, 0.2]]), [1], gallery_pids, [3], gallery_camids, protocol="sysu")
+    from_cam6 = evaluate_rank(np.array([[0.1, 0.2]]), [1], gallery_pids, [6], gallery_camids, protocol="sysu")
+    assert from_cam3.cmc[0] == 1 and from_cam6.cmc[0] == 0
+
+
+def test_ties_are_broken_by_gallery_order():
+    tied = np.array([[0.5, 0.5]])
+    assert evaluate_rank(tied, [1], [2, 1], [1], [2, 2]).cmc[0] == 0
+    assert evaluate_rank(tied, [1], [1, 2], [1], [2, 2]).cmc[0] == 1
+
+
+def test_queries_without_valid_match_are_left_out():
+    distmat = np.array([[0.1, 0.2], [0.1, 0.2]])
+    result = evaluate_rank(distmat, [1, 9], [1, 2], [1, 1], [2, 2])
+    assert result.num_valid_queries == 1 and result.mAP == 1.0 and result.cmc[0] == 1.0
+
+
+def test_small_gallery_shortens_the_curve_and_rank_saturates():
+    result = evaluate_rank(np.array([[0.3, 0.2, 0.1]]), [1], [1, 2, 3], [1], [2, 2, 2])
+    assert len(result.cmc) == 3
+    assert result.rank(1) == 0 and result.rank(3) == 1 and result.rank(20) == 1
+
+
+def test_no_valid_query_and_empty_gallery_are_user_errors():
+    with pytest.raises(ReidError, match="none of the 1 queries"):
+        evaluate_rank(np.array([[0.1]]), [1], [2], [1], [2])
+    with pytest.raises(ReidError, match="gallery is empty"):
+        evaluate_rank(np.zeros((1, 0)), [1], [], [1], [])
+    with pytest.raises(ReidError, match="unknown protocol"):
+        evaluate_rank(np.array([[0.1]]), [1], [1], [1], [2], protocol="market")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_feature_entry_point_equals_distance_entry_point(metric, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 16, generator=generator)
+    g_pids = torch.arange(30) % 6
+    q_pids = torch.arange(12) % 6
+    gallery = centres[g_pids] + 0.8 * torch.randn(30, 16, generator=generator)
+    query = centres[q_pids] + 0.8 * torch.randn(12, 16, generator=generator)
+    g_camids, q_camids = torch.arange(30) % 3, torch.full((12,), 7)
+    expected = evaluate_rank(pairwise_distance(query, gallery, metric), q_pids, g_pids, q_camids, g_camids, "llcm")
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 60)  # two queries per chunk
+    assert_same(evaluate_features(query, gallery, q_pids, g_pids, q_camids, g_camids, "llcm", metric), expected)
+    assert expected.mAP > 0.3  # clustered features are found
+
+
+def test_pairwise_distances():
+    a, b = torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 4.0], [0.0, 1.0], [-3.0, -4.0]])
+    torch.testing.assert_close(pairwise_distance(a, b, "cosine"), torch.tensor([[0.0, 0.2, 2.0]]))
+    torch.testing.assert_close(pairwise_distance(a, b, "euclidean"), torch.tensor([[0.0, 18.0, 100.0]]))
+
+
+def test_evaluator_accumulates_chunks_like_one_call():
+    distmat, q_pids, g_pids, q_camids, g_camids = random_case(4, "vcm")
+    evaluator = RankEvaluator(g_pids, g_camids, "vcm")
+    for start in range(0, len(distmat), 3):
+        evaluator.process(torch.as_tensor(distmat[start:start + 3]), q_pids[start:start + 3],
+                          q_camids[start:start + 3])
+    assert_same(evaluator.evaluate(), evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, "vcm"))
+    evaluator.reset()
+    with pytest.raises(ReidError):
+        evaluator.evaluate()
