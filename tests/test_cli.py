@@ -40,3 +40,39 @@ def test_bad_size_names_the_option():
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("reid ")
+
+
+def test_data_make_demo_then_check_json(tmp_path):
+    root = tmp_path / "vcm"
+    made = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(root), "--ids", "6"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["data", "check", "--dataset", "vcm", "--root", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["dataset"] == "vcm" and set(stats) == {"dataset", "train", "query", "gallery"}
+    assert set(stats["train"]["ir"]) == {"ids", "tracklets", "frames", "cameras"}
+    assert stats["query"]["ir"]["tracklets"] == 4  # 2 test ids x 2 long infrared tracklets
+    again = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(root)])
+    assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_data_check_lists_every_problem_and_exits_2(tmp_path):
+    root = tmp_path / "llcm"
+    runner.invoke(app, ["data", "make-demo", "--layout", "llcm", "--out", str(root), "--ids", "6"])
+    (root / "idx/test_id.txt").write_text("5,6,77\n")
+    corrupt = sorted((root / "test_vis").rglob("*.jpg"))[0]
+    corrupt.write_bytes(b"not an image")
+    lines = (root / "idx/train_nir.txt").read_text().splitlines()
+    (root / "idx/train_nir.txt").write_text("\n".join(["broken line here"] + lines[1:]) + "\n")
+    result = runner.invoke(app, ["data", "check", "--dataset", "llcm", "--root", str(root)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "4 problems in dataset" in result.stderr  # the unknown identity is missing from both modalities
+    assert "identity 0077 has no images under test_vis/" in result.stderr
+    assert "identity 0077 has no images under test_nir/" in result.stderr
+    assert f"{corrupt}: unreadable image" in result.stderr
+    assert "train_nir.txt:1: expected 'relative/path label'" in result.stderr
+
+
+def test_data_check_unknown_dataset():
+    result = runner.invoke(app, ["data", "check", "--dataset", "market1501", "--root", "."])
+    assert result.exit_code == 2 and "--dataset must be one of llcm, vcm, sysu, regdb" in result.stderr

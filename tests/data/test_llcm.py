@@ -1,0 +1,95 @@
+import os
+import random
+
+import pytest
+
+from reid.data import LLCM, DatasetError
+from reid.data.llcm import IR_CAMERAS, VIS_CAMERAS
+
+
+def reference_gallery(root, trial, modality):
+    """process_gallery_llcm of the LLCM / DEEN code, line for line."""
+    random.seed(trial)
+    cameras = [f"test_vis/cam{c}" for c in VIS_CAMERAS] if modality == "vis" else \
+        [f"test_nir/cam{c}" for c in IR_CAMERAS]
+    ids = (root / "idx/test_id.txt").read_text().splitlines()
+    ids = [f"{int(y):04d}" for y in ids[0].split(",")]
+    files = []
+    for pid in sorted(ids):
+        for camera in cameras:
+            folder = os.path.join(root, camera, pid)
+            if os.path.isdir(folder):
+                files.append(random.choice(sorted([folder + "/" + i for i in os.listdir(folder)])))
+    return files
+
+
+def test_counts_relabelling_and_cameras(synthetic):
+    dataset = LLCM(synthetic("llcm"))  # 10 identities: 6 train, 4 test
+    train = dataset.train()
+    assert sorted({s.pid for s in train}) == list(range(6))
+    assert sum(s.modality == "vis" for s in train) == 48 and sum(s.modality == "ir" for s in train) == 48
+    for pid in range(6):  # the two lists' labels are one identity space
+        assert {s.modality for s in train if s.pid == pid} == {"vis", "ir"}
+    assert all(f"cam{s.camid}" in s.path for s in train)
+    assert dataset.test_ids == [7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("direction", ["ir2vis", "vis2ir"])
+@pytest.mark.parametrize("trial", [0, 3, 9])
+def test_gallery_is_the_reference_draw(synthetic, direction, trial):
+    root = synthetic("llcm")
+    split = LLCM(root).test_split(direction, trial)
+    gallery_modality = "vis" if direction == "ir2vis" else "ir"
+    assert [s.path for s in split.gallery] == reference_gallery(root, trial, gallery_modality)
+    assert {s.modality for s in split.gallery} == {gallery_modality}
+    assert len(split.query) == 36 and {s.modality for s in split.query} == {"ir" if direction == "ir2vis" else "vis"}
+    for sample in split.gallery + split.query:
+        assert f"cam{sample.camid}/{sample.pid:04d}/" in sample.path
+
+
+def test_trials_differ_and_repeat(synthetic):
+    dataset = LLCM(synthetic("llcm"))
+    galleries = [[s.path for s in dataset.test_split("ir2vis", t).gallery] for t in range(10)]
+    assert len({tuple(g) for g in galleries}) > 1
+    assert galleries[4] == [s.path for s in dataset.test_split("ir2vis", 4).gallery]
+    with pytest.raises(DatasetError, match="trials 0..9"):
+        dataset.test_split("ir2vis", 10)
+
+
+def test_every_problem_is_reported(damaged):
+    root = damaged("llcm")
+    lines = (root / "idx/train_vis.txt").read_text().splitlines()
+    lines[2] = "train_vis/cam1/0001/not_there.jpg 1"
+    lines[5] = "only-a-path.jpg"
+    (root / "idx/train_vis.txt").write_text("\n".join(lines) + "\n")
+    (root / "idx/train_nir.txt").unlink()
+    empty = root / "test_vis/cam1/0008"
+    empty.mkdir(parents=True, exist_ok=True)
+    for image in empty.iterdir():
+        image.unlink()
+    with pytest.raises(DatasetError) as error:
+        LLCM(root)
+    problems = error.value.problems
+    assert any("idx/train_vis.txt:3: missing image" in p and "not_there.jpg" in p for p in problems)
+    assert any("idx/train_vis.txt:6: expected 'relative/path label'" in p for p in problems)
+    assert any("idx/train_nir.txt: missing index file" in p for p in problems)
+    assert any("test_vis/cam1/0008: empty identity folder" in p for p in problems)
+    assert len(problems) == 4
+
+
+def test_identity_without_images_and_corrupt_image(damaged):
+    root = damaged("llcm")
+    (root / "idx/test_id.txt").write_text("7,8,9,10,42\n")
+    with pytest.raises(DatasetError, match="identity 0042 has no images under test_vis/"):
+        LLCM(root)
+    (root / "idx/test_id.txt").write_text("7,8,9,10\n")
+    victim = next((root / "test_nir").rglob("*.jpg"))
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated
+    dataset = LLCM(root)
+    with pytest.raises(DatasetError, match=f"{victim}: unreadable image"):
+        dataset.verify_images()
+
+
+def test_missing_root():
+    with pytest.raises(DatasetError, match="no such directory"):
+        LLCM("/nonexistent/LLCM")

@@ -1,0 +1,53 @@
+import os
+import random
+
+import pytest
+
+from reid.data import SYSUMM01, DatasetError
+
+
+def reference_gallery(root, trial, mode):
+    """process_gallery_sysu of the SYSU-MM01 / AGW code, line for line."""
+    random.seed(trial)
+    cameras = ["cam1", "cam2", "cam4", "cam5"] if mode == "all" else ["cam1", "cam2"]
+    ids = [f"{int(y):04d}" for y in (root / "exp/test_id.txt").read_text().splitlines()[0].split(",")]
+    files = []
+    for pid in sorted(ids):
+        for camera in cameras:
+            folder = os.path.join(root, camera, pid)
+            if os.path.isdir(folder):
+                files.append(random.choice(sorted([folder + "/" + i for i in os.listdir(folder)])))
+    return files
+
+
+@pytest.mark.parametrize("mode", ["all", "indoor"])
+@pytest.mark.parametrize("trial", [0, 7])
+def test_query_and_gallery(synthetic, mode, trial):
+    root = synthetic("sysu")  # 10 ids: test 4, val 1, train 5
+    split = SYSUMM01(root, mode=mode).test_split("ir2vis", trial)
+    assert [s.path for s in split.gallery] == reference_gallery(root, trial, mode)
+    assert {s.camid for s in split.query} <= {3, 6} and {s.modality for s in split.query} == {"ir"}
+    assert {s.pid for s in split.query} == {7, 8, 9, 10}
+    if mode == "indoor":
+        assert {s.camid for s in split.gallery} <= {1, 2}
+
+
+def test_training_uses_train_and_val_ids(synthetic):
+    dataset = SYSUMM01(synthetic("sysu"))
+    train = dataset.train()
+    assert len({s.pid for s in train}) == 6 and sorted({s.pid for s in train}) == list(range(6))
+    assert all((s.modality == "ir") == (s.camid in (3, 6)) for s in train)
+
+
+def test_only_the_official_direction_and_modes(synthetic):
+    with pytest.raises(DatasetError, match="no 'vis2ir' search"):
+        SYSUMM01(synthetic("sysu")).test_split("vis2ir")
+    with pytest.raises(DatasetError, match="'all' or 'indoor'"):
+        SYSUMM01(synthetic("sysu"), mode="outdoor")
+
+
+def test_bad_id_list(damaged):
+    root = damaged("sysu")
+    (root / "exp/test_id.txt").write_text("7,8,x9\n")
+    with pytest.raises(DatasetError, match="test_id.txt:1: 'x9' is not an identity number"):
+        SYSUMM01(root)
