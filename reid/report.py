@@ -23,7 +23,7 @@ from reid.metrics import RankResult
 
 DIRECTIONS = ("ir2vis", "vis2ir")
 METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-DIRECTION_TITLES = {"ir2vis": "infrared -> visible", "vis2ir": "visible -> infrared"}
+DIRECTION_TITLES = {"ir2vis": "ir -> vis", "vis2ir": "vis -> ir"}
 
 
 def result_percentages(result: RankResult) -> dict[str, float]:
@@ -73,7 +73,7 @@ class EvaluationReport:
     def table(self, title: str | None = None) -> Table:
         trials = f", mean of {self.trials} trials" if self.trials > 1 else ""
         table = Table(title=title or f"{self.dataset} ({self.protocol} protocol{trials}), %")
-        table.add_column("direction")
+        table.add_column("direction", no_wrap=True)
         for key in METRIC_KEYS:
             table.add_column(key, justify="right")
         for direction in self.results:

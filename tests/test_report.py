@@ -41,4 +41,4 @@ def test_table_renders_both_directions():
     console = Console(record=True, width=150)
     console.print(report.table())
     text = console.export_text()
-    assert "infrared -> visible" in text and "visible -> infrared" in text and "50.00" in text
+    assert "ir -> vis" in text and "vis -> ir" in text and "50.00" in text

@@ -70,8 +70,12 @@ def make_loader(
         batch_sampler: Sampler[list[int]] | None = None,
         num_workers: int | None = None,
         device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """A DataLoader with persistent workers, prefetching and pinned memory on CUDA."""
+    """A DataLoader with persistent workers, prefetching and pinned memory on CUDA.
+
+    ``generator`` seeds the workers without drawing from (and so shifting) the global torch RNG.
+    """
     num_workers = default_workers() if num_workers is None else num_workers
     batching = dict(batch_sampler=batch_sampler) if batch_sampler is not None else dict(batch_size=batch_size)
     return DataLoader(
@@ -81,4 +85,5 @@ def make_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         pin_memory=torch.device(device).type == "cuda",
+        generator=generator,
     )

@@ -3,7 +3,8 @@
 Identities are learnable across modalities: each person has a body shape (height, head, shoulders, torso and
 leg proportions), garment patterns (stripe orientation and frequency, checks) and accessories (bag side, hat)
 that the infrared rendering keeps, while it throws colour away: every garment is two materials, each with a
-visible colour and an unrelated thermal intensity, so the pattern survives but the colours do not. Cameras
+visible colour and an infrared intensity that only partly follows the colour's brightness (as near-infrared
+reflectance does), so the pattern survives but the colours do not. Cameras
 are fixed environments (background, scale, position, brightness, blur) and every image adds its own pose and
 position jitter, so an untrained network does not separate identities well but a trained one does.
 
@@ -23,8 +24,9 @@ from reid.data.llcm import IR_CAMERAS, VIS_CAMERAS
 
 Layout = Literal["llcm", "vcm", "sysu", "regdb"]
 LAYOUTS: tuple[Layout, ...] = ("llcm", "vcm", "sysu", "regdb")
-DEFAULT_IDS = {"llcm": 60, "vcm": 40, "sysu": 50, "regdb": 40}
+DEFAULT_IDS = {"llcm": 150, "vcm": 40, "sysu": 50, "regdb": 40}
 IMAGE_SIZE = (128, 64)  # height, width
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,17 @@ class Person:
     def random(cls, rng: np.random.Generator) -> Person:
         def garment() -> Garment:
             pattern = int(rng.integers(0, 5))
-            low, high = sorted(rng.uniform(0.2, 0.75, 2))
-            if high - low < 0.25:  # patterned garments keep a visible thermal contrast
-                high = min(0.95, low + 0.3)
             first = rng.uniform(0, 1, 3)
             second = rng.uniform(0, 1, 3)
             while pattern and np.abs(first - second).sum() < 0.6:  # a pattern must show in colour too
                 second = rng.uniform(0, 1, 3)
-            return Garment(pattern, float(rng.uniform(2.0, 6.0)), (tuple(first), tuple(second)), (low, high))
+            # Near-infrared brightness partly follows visible reflectance and partly depends on the material,
+            # so it neither equals the gray image nor ignores it; a pattern keeps a visible infrared contrast.
+            heat = [float(np.clip(0.75 * (colour @ LUMA) + 0.25 * rng.uniform(0.1, 0.9), 0.05, 0.95))
+                    for colour in (first, second)]
+            if pattern and abs(heat[1] - heat[0]) < 0.2:
+                heat[1] = heat[0] + 0.25 if heat[0] < 0.6 else heat[0] - 0.25
+            return Garment(pattern, float(rng.uniform(2.0, 6.0)), (tuple(first), tuple(second)), tuple(heat))
 
         return cls(
             height=float(rng.uniform(0.72, 0.92)), head=float(rng.uniform(0.055, 0.085)),
@@ -84,7 +89,7 @@ class Camera:
     def random(cls, rng: np.random.Generator) -> Camera:
         return cls(scale=float(rng.uniform(0.82, 1.05)), shift=float(rng.uniform(-0.08, 0.08)),
                    brightness=float(rng.uniform(0.45, 1.15)), blur=float(rng.uniform(0.0, 1.2)),
-                   background=(tuple(rng.uniform(0, 1, 3)), tuple(rng.uniform(0, 1, 3))),
+                   background=(tuple(rng.uniform(0.25, 0.75, 3)), tuple(rng.uniform(0.25, 0.75, 3))),
                    ir_background=float(rng.uniform(0.08, 0.3)), noise=float(rng.uniform(0.02, 0.06)))
 
 
@@ -151,12 +156,14 @@ def render(person: Person, camera: Camera, modality: str, rng: np.random.Generat
         (legs, person.lower, lower_alt),
         (torso | arms, person.upper, upper_alt),
     ]
+    # One scene for both sensors of a dual camera: the infrared background follows the visible one's luminance.
+    gradient = (y / height)[..., None]
+    first, second = np.array(camera.background[0]), np.array(camera.background[1])
+    scene = first * (1 - gradient) + second * gradient
+    scene = scene + 0.05 * rng.standard_normal((height // 8 + 1, width // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[
+        :height, :width]
     if modality == "vis":
-        gradient = (y / height)[..., None]
-        first, second = np.array(camera.background[0]), np.array(camera.background[1])
-        canvas = first * (1 - gradient) + second * gradient
-        canvas = canvas + 0.08 * rng.standard_normal((height // 8 + 1, width // 8 + 1, 1)).repeat(8, 0).repeat(8, 1)[
-            :height, :width]
+        canvas = scene
         for mask, garment, alternate in layers:
             colours = np.where(alternate[..., None], np.array(garment.colours[1]), np.array(garment.colours[0]))
             canvas = np.where(mask[..., None], colours, canvas)
@@ -165,13 +172,11 @@ def render(person: Person, camera: Camera, modality: str, rng: np.random.Generat
         canvas = np.where(bag[..., None], np.array([0.35, 0.25, 0.15]), canvas)
         canvas = canvas * camera.brightness * rng.uniform(0.9, 1.1)
     else:
-        canvas = np.full((height, width), camera.ir_background)
-        canvas = canvas + 0.06 * rng.standard_normal((height // 8 + 1, width // 8 + 1)).repeat(8, 0).repeat(8, 1)[
-            :height, :width]
+        canvas = camera.ir_background + 0.7 * (scene @ LUMA)
         for mask, garment, alternate in layers:
             canvas = np.where(mask, np.where(alternate, garment.heat[1], garment.heat[0]), canvas)
-        canvas = np.where(head, 0.95, canvas)  # skin is the warmest surface
-        canvas = np.where(hat, 0.45, canvas)
+        canvas = np.where(head, 0.9, canvas)  # skin reflects near-infrared strongly
+        canvas = np.where(hat, 0.3, canvas)
         canvas = np.where(bag, 0.3, canvas)
         canvas = np.repeat(canvas[..., None], 3, axis=2)
     canvas = canvas + camera.noise * rng.standard_normal(canvas.shape[:2])[..., None]
@@ -219,14 +224,14 @@ def _write_llcm(out: Path, num_ids: int, seed: int) -> None:
     for pid in train_ids:
         for modality, folder, cameras in (("vis", "train_vis", VIS_CAMERAS), ("ir", "train_nir", IR_CAMERAS)):
             for camera in rng.choice(list(cameras), 2, replace=False):
-                for k in range(4):
+                for k in range(2):
                     relative = f"{folder}/cam{camera}/{pid:04d}/{pid:04d}_c{camera:02d}_{k:03d}.jpg"
                     _save(world.image(pid - 1, camera, modality), out / relative, modality)
                     lines[modality].append(f"{relative} {pid}")
     for pid in test_ids:
         for modality, folder, cameras in (("vis", "test_vis", VIS_CAMERAS), ("ir", "test_nir", IR_CAMERAS)):
             for camera in sorted(rng.choice(list(cameras), 3, replace=False)):
-                for k in range(3):
+                for k in range(2):
                     path = out / folder / f"cam{camera}" / f"{pid:04d}" / f"{pid:04d}_c{camera:02d}_{k:03d}.jpg"
                     _save(world.image(pid - 1, camera, modality), path, modality)
     (out / "idx").mkdir(parents=True, exist_ok=True)

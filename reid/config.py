@@ -1,0 +1,137 @@
+"""Experiment configuration: one flat YAML file per experiment, validated into a typed model.
+
+Unknown keys, wrong types and missing paths are refused before any work starts, with the key named. The command
+line overrides single fields (``reid train --config X --epochs 5``).
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reid.data.transforms import AugmentConfig
+from reid.errors import ReidError
+
+
+class ConfigError(ReidError):
+    """A config file or override is not valid."""
+
+
+class TrainConfig(BaseModel):
+    """Every setting of a training run (see configs/ for documented examples)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    dataset: Literal["llcm", "vcm", "sysu", "regdb"]
+    data_root: str
+    output_dir: str = "runs/experiment"
+    trial: int = Field(0, ge=0, description="RegDB split (0..9) to train and test on")
+    sysu_mode: Literal["all", "indoor"] = "all"
+    seq_len: int = Field(6, ge=1, description="frames per tracklet (VCM-HITSZ)")
+    # model
+    backbone: str = "attnet_t1"
+    pretrained: str | None = None
+    input_height: int = Field(288, ge=16)
+    input_width: int = Field(144, ge=16)
+    pooling: Literal["avg", "gem"] = "avg"
+    modality_stems: bool = False
+    drop_path_rate: float | None = Field(None, ge=0, lt=1)
+    # optimisation
+    epochs: int = Field(60, ge=1)
+    batch_identities: int = Field(8, ge=2, description="P: identities per batch")
+    batch_instances: int = Field(4, ge=1, description="K: samples per identity and modality")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(3.5e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    warmup_epochs: int = Field(5, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+    grad_clip: float | None = Field(5.0, gt=0)
+    # losses
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    triplet: Literal["batch_hard", "weighted"] = "batch_hard"
+    triplet_margin: float = Field(0.3, ge=0)
+    id_weight: float = Field(1.0, ge=0)
+    triplet_cross_weight: float = Field(1.0, ge=0)
+    triplet_batch_weight: float = Field(1.0, ge=0)
+    # augmentation
+    augment_pad: int = Field(10, ge=0)
+    augment_flip: float = Field(0.5, ge=0, le=1)
+    augment_erasing: float = Field(0.5, ge=0, le=1)
+    augment_channel: float = Field(0.5, ge=0, le=1, description="CAJ channel augmentation of visible images")
+    # evaluation
+    eval_every: int = Field(10, ge=1, description="evaluate every N epochs (and after the last)")
+    eval_trials: int = Field(1, ge=1, description="gallery trials per evaluation during training")
+    eval_batch_size: int = Field(64, ge=1)
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    # runtime
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    deterministic: bool = False
+    seed: int = 0
+    num_workers: int | None = Field(None, ge=0)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(height=self.input_height, width=self.input_width, pad=self.augment_pad,
+                             flip=self.augment_flip, erasing=self.augment_erasing,
+                             channel_augment=self.augment_channel)
+
+    def loss_weights(self) -> dict[str, float]:
+        return {"id": self.id_weight, "triplet_cross": self.triplet_cross_weight,
+                "triplet_batch": self.triplet_batch_weight}
+
+    def check_paths(self) -> None:
+        """Refuse missing input paths before a run starts."""
+        if not Path(self.data_root).is_dir():
+            raise ConfigError(f"data_root: no such directory {self.data_root}")
+        if self.pretrained is not None and not Path(self.pretrained).is_file():
+            raise ConfigError(f"pretrained: no such file {self.pretrained}")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    messages = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(file)"
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, TrainConfig.model_fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            messages.append(f"unknown key {key!r}{hint}")
+        elif item["type"] == "missing":
+            messages.append(f"missing required key {key!r}")
+        else:
+            messages.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return f"{source}: " + "; ".join(messages)
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig(**values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a flat YAML config and apply non-None overrides (command-line options)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(values).__name__}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return make_config(values, str(path))

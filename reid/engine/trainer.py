@@ -1,0 +1,292 @@
+"""The training loop: cross-modality batches, named losses, AMP/DDP, periodic evaluation, atomic checkpoints.
+
+A run directory holds config.yaml (the resolved config), last.pt (everything needed to resume), best.pt (the
+model with the best mAP in the default direction), metrics.csv and curves.png. Every epoch's data and random
+state are functions of (seed, epoch): the sampler and augmentations are seeded per draw and the torch RNG is
+reseeded at each epoch start, so a run killed mid-epoch and resumed with --resume redoes that epoch exactly
+and ends where an uninterrupted run ends.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+
+from reid.config import TrainConfig
+from reid.data import load_dataset
+from reid.data.loader import SampleDataset, make_loader
+from reid.data.sampler import CrossModalityIdentitySampler
+from reid.data.transforms import eval_pipeline, train_pipelines
+from reid.engine.checkpoint import build_model, load_checkpoint, save_checkpoint, unwrap
+from reid.engine.evaluate import evaluate_dataset
+from reid.engine.history import History
+from reid.errors import ReidError
+from reid.losses import ReIDLoss, weighted_sum
+from reid.report import EvaluationReport
+
+# keys that change the model; a run cannot resume under different values
+MODEL_KEYS = ("backbone", "input_height", "input_width", "pooling", "modality_stems", "dataset", "trial")
+
+
+class NonFiniteLossError(ReidError):
+    """The loss became NaN or infinite; the run stopped and the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ReidError("--device cuda: no CUDA device is available (use --device cpu)")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    if name == "off" or (name == "auto" and device.type != "cuda"):
+        return None
+    if name == "fp16":
+        return torch.float16
+    if name == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts the process group under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Trainer:
+    """Trains a ReIDModel as a config describes.
+
+    Args:
+        config: The resolved experiment config.
+        resume: Continue from the run directory's last.pt when there is one.
+        console: Where progress and messages go (None: quiet).
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, console: Console | None = None) -> None:
+        self.config = config
+        self.resume = resume
+        self.console = console
+        self.files = RunFiles(Path(config.output_dir))
+
+    def say(self, message: str) -> None:
+        if self.console is not None and self.rank == 0:
+            self.console.print(message)
+
+    def fit(self) -> EvaluationReport | None:
+        config = self.config
+        self.rank, self.world_size, local_rank = init_distributed()
+        config.check_paths()
+        device = resolve_device(config.device, local_rank)
+        amp_dtype = resolve_amp(config.amp, device)
+        seed_everything(config.seed, config.deterministic)
+
+        dataset = load_dataset(config.dataset, config.data_root,
+                               **({"mode": config.sysu_mode} if config.dataset == "sysu" else {}))
+        if self.rank == 0:
+            self._verify(dataset)
+        train_samples = dataset.train(config.trial)
+        num_classes = len({s.pid for s in train_samples})
+        sampler = CrossModalityIdentitySampler(train_samples, config.batch_identities, config.batch_instances,
+                                               config.seed, self.rank, self.world_size)
+        loader = make_loader(SampleDataset(train_samples, train_pipelines(config.augment()), config.seq_len,
+                                           train=True),
+                             batch_sampler=sampler, num_workers=config.num_workers, device=device,
+                             generator=torch.Generator().manual_seed(config.seed))
+
+        model = build_model(config, num_classes).to(device)
+        if model.size_note:
+            self.say(f"[yellow]note:[/] {model.size_note}")
+        if config.channels_last and device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        optimizer_args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+        optimizer = create_optimizer_v2(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+                                        **optimizer_args)
+        steps = len(sampler)
+        scheduler = CosineLRScheduler(optimizer, t_initial=config.epochs * steps, lr_min=config.min_lr,
+                                      warmup_t=config.warmup_epochs * steps, warmup_lr_init=config.lr * 0.01,
+                                      warmup_prefix=True, t_in_epochs=False)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        criterion = ReIDLoss(config.label_smoothing, config.triplet_margin, config.triplet)
+        history, start_epoch, best_map = History(), 0, None
+        if self.resume and self.files.last.is_file():
+            start_epoch, best_map, history = self._restore(model, optimizer, scheduler, scaler)
+            self.say(f"resuming {self.files.root} after epoch {start_epoch}")
+        elif self.resume:
+            self.say(f"nothing to resume in {self.files.root}; starting a new run")
+        if self.rank == 0:
+            self.files.root.mkdir(parents=True, exist_ok=True)
+            self.files.config.write_text(config.to_yaml())
+        train_model = model
+        if self.world_size > 1:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        report = None
+        for epoch in range(start_epoch, config.epochs):
+            torch.manual_seed(epoch_seed(config.seed, epoch))
+            sampler.set_epoch(epoch)
+            row = self._train_epoch(train_model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype,
+                                    epoch, steps)
+            evaluate_now = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+            if evaluate_now and self.rank == 0:
+                report = self.evaluate(model, dataset, device, amp_dtype)
+                for direction, values in report.to_dict()["results"].items():
+                    row.update({f"{direction}_{k}": v for k, v in values.items() if k in ("rank1", "mAP")})
+                current = report.mean(dataset.directions[0])["mAP"]
+                if best_map is None or current > best_map:
+                    best_map = current
+                    save_checkpoint(self.files.best, model, config, num_classes, epoch + 1, best_map)
+                self.say(report.table(title=f"epoch {epoch + 1}: {dataset.name}, %"))
+            if self.rank == 0:
+                history.add(row)
+                save_checkpoint(self.files.last, model, config, num_classes, epoch + 1, best_map,
+                                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                                scaler=scaler.state_dict(), history=history.rows,
+                                rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist()})
+                history.write_csv(self.files.metrics)
+                history.plot(self.files.curves, f"{config.backbone} on {config.dataset}")
+            if self.world_size > 1:
+                dist.barrier()
+        return report
+
+    def _verify(self, dataset) -> None:
+        total = dataset.count_files()
+        with self._progress() as bar:
+            task = bar.add_task("checking images", total=total, info="")
+            dataset.verify_images(lambda done: bar.advance(task, done))
+
+    def _progress(self) -> Progress:
+        quiet = self.console is None or not self.console.is_terminal
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                        TimeRemainingColumn(), console=self.console, transient=True, disable=quiet or self.rank != 0)
+
+    def _restore(self, model, optimizer, scheduler, scaler) -> tuple[int, float | None, History]:
+        checkpoint = load_checkpoint(self.files.last)
+        saved = checkpoint["config"]
+        changed = [k for k in MODEL_KEYS if saved.get(k) != getattr(self.config, k)]
+        if changed:
+            raise ReidError(f"--resume: {self.files.last} was trained with different "
+                            + ", ".join(f"{k} ({saved.get(k)!r} vs {getattr(self.config, k)!r})" for k in changed))
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        history = History(checkpoint.get("history"))
+        history.truncate(checkpoint["epoch"])
+        return checkpoint["epoch"], checkpoint["best_map"], history
+
+    def _train_epoch(self, model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, epoch,
+                     steps) -> dict:
+        config = self.config
+        model.train()
+        sums: dict[str, float] = {}
+        images_seen, start = 0, time.perf_counter()
+        autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+        with self._progress() as bar:
+            task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps, info="")
+            for step, (images, pids, _, infrared) in enumerate(loader):
+                images = images.to(device, non_blocking=True)
+                if config.channels_last and device.type == "cuda" and images.ndim == 4:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                pids, infrared = pids.to(device), infrared.to(device)
+                with autocast:
+                    output = model(images, infrared)
+                named = criterion(output, pids, infrared)
+                total = weighted_sum(named, config.loss_weights())
+                if not torch.isfinite(total):
+                    values = ", ".join(f"{k} {v.item():.4g}" for k, v in named.items())
+                    raise NonFiniteLossError(
+                        f"epoch {epoch + 1}, step {step + 1}: the loss is {total.item()} ({values}); the run stopped "
+                        f"and {self.files.last} keeps the last good epoch. Lower lr or set grad_clip, then --resume")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if config.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step_update(epoch * steps + step + 1)
+                for name, value in {"total": total, **named}.items():
+                    sums[name] = sums.get(name, 0.0) + value.item()
+                images_seen += len(images) * self.world_size
+                rate = images_seen / (time.perf_counter() - start)
+                lr = optimizer.param_groups[0]["lr"]
+                bar.update(task, advance=1, info=f"loss {total.item():.3f}  lr {lr:.2e}  {rate:.1f} img/s")
+        seconds = time.perf_counter() - start
+        row = {"epoch": epoch + 1, **{f"loss_{k}": v / steps for k, v in sums.items()},
+               "lr": optimizer.param_groups[0]["lr"], "images_per_second": images_seen / seconds,
+               "seconds": seconds}
+        self.say(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss_total']:.4f}, "
+                 f"{row['images_per_second']:.1f} images/s, {seconds:.0f} s")
+        return row
+
+    def evaluate(self, model, dataset, device, amp_dtype, trials: int | None = None) -> EvaluationReport:
+        config = self.config
+        with self._progress() as bar:
+            task = bar.add_task("evaluating", total=None, info="")
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return evaluate_dataset(unwrap(model), dataset, eval_pipeline(config.augment()), None,
+                                    trials or config.eval_trials, config.trial, False, config.metric,
+                                    config.eval_batch_size, device, config.seq_len, config.num_workers, amp_dtype,
+                                    advance)

@@ -1,0 +1,101 @@
+"""Re-ID losses, returned as a named dict and summed with config weights in one place (``weighted_sum``).
+
+* ``id``: cross-entropy with label smoothing on the BNNeck logits.
+* ``triplet_cross``: batch-hard triplet loss (pytorch-metric-learning's TripletMarginLoss + BatchHardMiner, on
+  L2-normalised embeddings, PML's default distance, so the 0.3 margin means the same for every backbone
+  whatever its feature scale; raw features of AttNet's LayerNorm head start with losses of 13-18) mined across
+  modalities: visible anchors against infrared positives and negatives, and the reverse
+  (``ref_emb``), averaged over the two directions.
+* ``triplet_batch``: the same loss mined within the whole batch.
+* With ``triplet="weighted"`` the two triplet terms use AGW's weighted regularised triplet instead (softmax
+  weights over all positives and negatives, soft margin; Ye et al., TPAMI 2021).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances, losses, miners
+from torch import nn
+
+from reid.models.reid_model import ReIDOutput
+
+TripletKind = Literal["batch_hard", "weighted"]
+
+
+class WeightedRegularizedTriplet(nn.Module):
+    """AGW's weighted regularised triplet: softmax-weighted positive and negative distances, soft margin, on
+    L2-normalised embeddings like the batch-hard loss.
+
+    Called like a pytorch-metric-learning loss: anchors ``embeddings`` with ``labels`` against ``ref_emb`` with
+    ``ref_labels`` (the anchors themselves when no reference is given).
+    """
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, ref_emb: torch.Tensor | None = None,
+                ref_labels: torch.Tensor | None = None) -> torch.Tensor:
+        ref_emb = embeddings if ref_emb is None else ref_emb
+        ref_labels = labels if ref_labels is None else ref_labels
+        distance = torch.cdist(F.normalize(embeddings.float(), dim=1), F.normalize(ref_emb.float(), dim=1))
+        positive = (labels.unsqueeze(1) == ref_labels.unsqueeze(0)).float()
+        negative = 1.0 - positive
+
+        def softmax_weights(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            shifted = values * mask - (values * mask).amax(1, keepdim=True)
+            exp = torch.exp(shifted) * mask
+            return exp / (exp.sum(1, keepdim=True) + 1e-6)
+
+        furthest_positive = (distance * positive * softmax_weights(distance, positive)).sum(1)
+        closest_negative = (distance * negative * softmax_weights(-distance, negative)).sum(1)
+        valid = (positive.sum(1) > 0) & (negative.sum(1) > 0)
+        if not valid.any():
+            return distance.sum() * 0.0
+        return F.soft_margin_loss(closest_negative[valid] - furthest_positive[valid],
+                                  torch.ones_like(closest_negative[valid]))
+
+
+class ReIDLoss(nn.Module):
+    """Computes the named losses of one batch.
+
+    Args:
+        label_smoothing: Of the identity cross-entropy.
+        margin: Triplet margin (batch-hard form).
+        triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard") -> None:
+        super().__init__()
+        self.identity = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        if triplet == "batch_hard":
+            distance = distances.LpDistance(normalize_embeddings=True)
+            self.miner = miners.BatchHardMiner(distance=distance)
+            self.triplet = losses.TripletMarginLoss(margin=margin, distance=distance)
+        elif triplet == "weighted":
+            self.miner, self.triplet = None, WeightedRegularizedTriplet()
+        else:
+            raise ValueError(f"triplet must be 'batch_hard' or 'weighted', got {triplet!r}")
+
+    def _triplet(self, anchors: torch.Tensor, labels: torch.Tensor, ref: torch.Tensor | None = None,
+                 ref_labels: torch.Tensor | None = None) -> torch.Tensor:
+        anchors = anchors.float()
+        ref = None if ref is None else ref.float()
+        if self.miner is None:
+            return self.triplet(anchors, labels, ref, ref_labels)
+        mined = self.miner(anchors, labels, ref, ref_labels)
+        return self.triplet(anchors, labels, mined, ref, ref_labels)
+
+    def forward(self, output: ReIDOutput, labels: torch.Tensor, is_infrared: torch.Tensor) -> dict[str, torch.Tensor]:
+        named = {"id": self.identity(output.logits.float(), labels)}
+        visible = ~is_infrared
+        features = output.features
+        if visible.any() and is_infrared.any():
+            named["triplet_cross"] = 0.5 * (
+                self._triplet(features[visible], labels[visible], features[is_infrared], labels[is_infrared])
+                + self._triplet(features[is_infrared], labels[is_infrared], features[visible], labels[visible]))
+        named["triplet_batch"] = self._triplet(features, labels)
+        return named
+
+
+def weighted_sum(named: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The training objective: sum of weight * loss over the named losses (a missing weight counts as 1)."""
+    return sum(weights.get(name, 1.0) * value for name, value in named.items())

@@ -1,0 +1,102 @@
+"""Rank-list pictures: each query with its top-k gallery matches, green for correct and red for wrong."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from reid.data.images import load_image
+from reid.data.samples import Sample
+from reid.io import atomic_write
+from reid.metrics import Metric, pairwise_distance
+from reid.protocols import get_protocol, removal_mask
+
+TILE = (128, 64)  # height, width of each thumbnail
+BORDER = 4
+GREEN, RED, BLUE = (40, 170, 60), (210, 40, 40), (60, 110, 220)
+
+
+@dataclass(frozen=True)
+class RankList:
+    query: Sample
+    matches: list[Sample]
+    scores: list[float]  # cosine similarity (or negative distance)
+
+    @property
+    def correct(self) -> list[bool]:
+        return [m.pid == self.query.pid for m in self.matches]
+
+
+def rank_lists(
+        query_samples: Sequence[Sample],
+        query_features: torch.Tensor,
+        gallery_samples: Sequence[Sample],
+        gallery_features: torch.Tensor,
+        protocol: str,
+        top_k: int = 10,
+        metric: Metric = "cosine",
+) -> list[RankList]:
+    """Top-k gallery items of each query after the protocol's removal rule."""
+    distances = pairwise_distance(query_features, gallery_features, metric)
+    order = torch.sort(distances, dim=1, stable=True).indices
+    g_pids = torch.tensor([s.pid for s in gallery_samples])[order]
+    g_cams = torch.tensor([s.camid for s in gallery_samples])[order]
+    q_pids = torch.tensor([s.pid for s in query_samples])
+    q_cams = torch.tensor([s.camid for s in query_samples])
+    removed = removal_mask(get_protocol(protocol), g_pids == q_pids[:, None], g_cams, q_cams)
+    out = []
+    for row, query in enumerate(query_samples):
+        kept = order[row] if removed is None else order[row][~removed[row]]
+        top = kept[:top_k].tolist()
+        scores = (-distances[row, top] if metric == "euclidean" else 1 - distances[row, top]).tolist()
+        out.append(RankList(query, [gallery_samples[i] for i in top], scores))
+    return out
+
+
+def _thumbnail(sample: Sample, colour: tuple[int, int, int] | None) -> Image.Image:
+    frames = sample.frames
+    image = Image.fromarray(load_image(frames[len(frames) // 2])).resize((TILE[1], TILE[0]))
+    framed = Image.new("RGB", (TILE[1] + 2 * BORDER, TILE[0] + 2 * BORDER), colour or (255, 255, 255))
+    framed.paste(image, (BORDER, BORDER))
+    return framed
+
+
+def draw_rank_lists(panels: dict[str, list[RankList]], path: str | Path, title: str = "") -> Path:
+    """Save one picture with a column of rank lists per panel (e.g. per search direction), side by side."""
+    font = ImageFont.load_default()
+    tile_w, tile_h = TILE[1] + 2 * BORDER, TILE[0] + 2 * BORDER
+    top_k = max((len(r.matches) for lists in panels.values() for r in lists), default=0)
+    rows = max((len(lists) for lists in panels.values()), default=0)
+    panel_w = (top_k + 1) * (tile_w + 4) + 24
+    header, caption = 36, 14
+    canvas = Image.new("RGB", (max(1, len(panels)) * panel_w, header + rows * (tile_h + caption + 8)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((8, 4), title, fill=(0, 0, 0), font=font)
+    for column, (name, lists) in enumerate(panels.items()):
+        left = column * panel_w
+        draw.text((left + 8, 20), f"{name}: query (blue), top-{top_k} (green = same identity, red = different)",
+                  fill=(0, 0, 0), font=font)
+        for row, ranks in enumerate(lists):
+            y = header + row * (tile_h + caption + 8)
+            canvas.paste(_thumbnail(ranks.query, BLUE), (left + 4, y))
+            draw.text((left + 4, y + tile_h), f"id {ranks.query.pid} c{ranks.query.camid}", fill=(0, 0, 0), font=font)
+            for k, (match, ok, score) in enumerate(zip(ranks.matches, ranks.correct, ranks.scores, strict=True)):
+                x = left + 4 + (k + 1) * (tile_w + 4) + 12
+                canvas.paste(_thumbnail(match, GREEN if ok else RED), (x, y))
+                draw.text((x, y + tile_h), f"{score:.2f}", fill=(0, 0, 0), font=font)
+    path = Path(path)
+    return atomic_write(path, lambda temporary: canvas.save(temporary, format="PNG"))
+
+
+def pick_queries(samples: Sequence[Sample], count: int, seed: int = 0) -> list[int]:
+    """Indices of ``count`` queries of distinct identities, chosen reproducibly."""
+    rng = np.random.default_rng(seed)
+    by_pid: dict[int, list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_pid.setdefault(sample.pid, []).append(index)
+    pids = rng.permutation(sorted(by_pid))[:count]
+    return [int(rng.choice(by_pid[pid])) for pid in pids]

@@ -1,0 +1,126 @@
+"""End-to-end command-line workflows on a tiny synthetic dataset (training takes seconds)."""
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from cli import app
+from reid.data import load_dataset
+from reid.data.synthetic import make_dataset
+from reid.data.transforms import AugmentConfig, eval_pipeline
+from reid.engine.checkpoint import model_from_checkpoint
+from reid.engine.evaluate import evaluate_dataset
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A dataset, a config and a one-epoch run trained through the CLI."""
+    torch.set_num_threads(2)
+    base = tmp_path_factory.mktemp("workflow")
+    root = make_dataset("llcm", base / "LLCM", 8, seed=3)
+    config = base / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(
+        dataset="llcm", data_root=str(root), output_dir=str(base / "run"), backbone="attnet_xxs", input_height=64,
+        input_width=32, augment_pad=2, epochs=1, batch_identities=4, batch_instances=2, warmup_epochs=0,
+        num_workers=0)))
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return root, config, base / "run"
+
+
+def test_train_writes_the_run(trained):
+    _, _, run = trained
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "last.pt", "best.pt", "metrics.csv", "curves.png"}
+
+
+def test_evaluate_from_the_checkpoint_alone(trained, tmp_path):
+    root, _, run = trained
+    output = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                 "--data-root", str(root), "--trials", "3", "--output", str(output),
+                                 "--num-workers", "0", "--visualize", str(tmp_path / "ranks.png")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(output.read_text())
+    assert data["trials"] == 3 and set(data["results"]) == {"ir2vis", "vis2ir"}
+    assert set(data["results"]["ir2vis"]["std"]) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
+    model, _ = model_from_checkpoint(run / "best.pt")
+    expected = evaluate_dataset(model, load_dataset("llcm", root), eval_pipeline(AugmentConfig(64, 32)), trials=3,
+                                num_workers=0).to_dict()
+    assert data["results"] == expected["results"]
+    assert (tmp_path / "ranks.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ir -> vis" in result.stdout
+
+
+def test_evaluate_a_bare_backbone_baseline(trained):
+    root, _, _ = trained
+    result = runner.invoke(app, ["evaluate", "--backbone", "attnet_xxs", "--input-size", "64x32", "--dataset",
+                                 "llcm", "--data-root", str(root), "--trials", "1", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "untrained for re-ID" in result.stdout
+
+
+def test_index_build_query_add_remove_info(trained, tmp_path):
+    root, _, run = trained
+    gallery = tmp_path / "gallery"
+    checkpoint = ["--checkpoint", str(run / "best.pt")]
+    built = runner.invoke(app, ["index", "build", *checkpoint, "--dataset", "llcm", "--data-root", str(root),
+                                "--split", "gallery", "--out", str(gallery)])
+    assert built.exit_code == 0, built.output
+    query = sorted((root / "test_nir").rglob("*.jpg"))[0]
+    result = runner.invoke(app, ["index", "query", "--index", str(gallery), *checkpoint, "--image", str(query),
+                                 "--top-k", "3", "--json", "--visualize", str(tmp_path / "q.png")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["rank"] for line in lines] == [1, 2, 3]
+    assert set(lines[0]) == {"query", "rank", "score", "path", "pid", "camid", "modality"}
+    assert lines[0]["modality"] == "vis" and lines[0]["score"] >= lines[1]["score"]
+    added = runner.invoke(app, ["index", "add", "--index", str(gallery), *checkpoint, "--images", str(query),
+                                "--label", "new"])
+    assert added.exit_code == 0, added.output
+    removed = runner.invoke(app, ["index", "remove", "--index", str(gallery), str(query)])
+    assert removed.exit_code == 0 and "removed 1 items" in removed.stdout
+    info = runner.invoke(app, ["index", "info", "--index", str(gallery)])
+    manifest = json.loads(info.stdout)
+    assert manifest["backbone"] == "attnet_xxs" and manifest["removed"] == 1 and manifest["index"]["type"] == "flat"
+    wrong = runner.invoke(app, ["index", "query", "--index", str(gallery), "--backbone", "attnet_xxs",
+                                "--input-size", "64x32", "--image", str(query)])
+    assert wrong.exit_code == 2 and "the query model does not match the gallery: checkpoint" in wrong.stderr
+
+
+def test_visualize(trained, tmp_path):
+    root, _, run = trained
+    result = runner.invoke(app, ["visualize", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                 "--data-root", str(root), "--output", str(tmp_path / "v.png"), "--queries", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "v.png").stat().st_size > 1000
+
+
+def test_user_errors_exit_2_with_one_line(trained, tmp_path):
+    root, config, run = trained
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text() + "learning_rate: 0.1\n")
+    cases = [
+        (["train", "--config", str(bad)], "unknown key 'learning_rate'"),
+        (["train", "--config", str(config), "--data-root", str(tmp_path / "nope")], "data_root: no such directory"),
+        (["train", "--config", str(config), "--batch-size", "10"], "--batch-size must be a multiple of"),
+        (["evaluate", "--dataset", "llcm", "--data-root", str(root)], "give either --checkpoint or --backbone"),
+        (["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--dataset", "llcm", "--data-root", str(root)],
+         "x.pt: no such checkpoint"),
+        (["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm", "--data-root", str(root),
+          "--direction", "up"], "--direction must be ir2vis, vis2ir or both"),
+        (["index", "query", "--index", str(tmp_path), "--backbone", "attnet_xxs", "--image", "a.jpg"],
+         "not a gallery"),
+    ]
+    weights = tmp_path / "imagenet.pth"
+    torch.save({"model": {}}, weights)
+    cases.append((["evaluate", "--checkpoint", str(weights), "--dataset", "llcm", "--data-root", str(root)],
+                  "not a reid training checkpoint"))
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and "Traceback" not in result.output, (args, result.stderr)

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from reid.config import ConfigError, TrainConfig, load_config, make_config
+
+ROOT = Path(__file__).parent.parent
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'lrr' \(did you mean 'lr'\?\)"):
+        load_config(write(tmp_path, "dataset: llcm\ndata_root: x\nlrr: 0.1\n"))
+
+
+def test_wrong_type_and_range_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="epochs: .*integer.*'many'"):
+        load_config(write(tmp_path, "dataset: llcm\ndata_root: x\nepochs: many\n"))
+    with pytest.raises(ConfigError, match="augment_flip: .*less than or equal to 1"):
+        load_config(write(tmp_path, "dataset: llcm\ndata_root: x\naugment_flip: 2\n"))
+    with pytest.raises(ConfigError, match="dataset: .*'market'"):
+        load_config(write(tmp_path, "dataset: market\ndata_root: x\n"))
+    with pytest.raises(ConfigError, match="missing required key 'data_root'"):
+        load_config(write(tmp_path, "dataset: llcm\n"))
+
+
+def test_yaml_problems(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "dataset: [llcm\n"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_overrides_and_scientific_notation(tmp_path):
+    config = load_config(write(tmp_path, "dataset: vcm\ndata_root: x\nlr: 3e-4\n"), epochs=7, backbone=None)
+    assert config.epochs == 7 and config.lr == 3e-4 and config.backbone == "attnet_t1"
+
+
+def test_paths_are_checked_before_a_run(tmp_path):
+    config = make_config({"dataset": "llcm", "data_root": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="data_root: no such directory"):
+        config.check_paths()
+    config = make_config({"dataset": "llcm", "data_root": str(tmp_path), "pretrained": str(tmp_path / "w.pth")})
+    with pytest.raises(ConfigError, match="pretrained: no such file"):
+        config.check_paths()
+
+
+def test_every_shipped_config_is_valid():
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        if path.name.startswith("compare"):
+            continue
+        assert isinstance(load_config(path), TrainConfig), path

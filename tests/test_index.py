@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from reid.index import Gallery, GalleryError, IndexSettings
+
+
+def clustered(count=600, dim=32, clusters=30, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    labels = rng.integers(0, clusters, count)
+    vectors = (centres[labels] + 0.35 * rng.standard_normal((count, dim))).astype(np.float32)
+    metadata = [{"path": f"img_{i}.jpg", "pid": int(labels[i]), "camid": int(i % 4), "modality": "vis" if i % 2
+                 else "ir", "label": None} for i in range(count)]
+    return vectors, metadata
+
+
+def brute_force(queries, vectors, k, allowed=None):
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    g = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = q @ g.T
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k], np.sort(scores, axis=1)[:, ::-1][:, :k]
+
+
+def rows(hits):
+    return [[int(h.path.split("_")[1].split(".")[0]) for h in hit_list] for hit_list in hits]
+
+
+def test_exact_index_equals_brute_force_cosine():
+    vectors, metadata = clustered()
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs")
+    queries = vectors[:20] + 0.1
+    hits = gallery.search(queries, 10)
+    ids, scores = brute_force(queries, vectors, 10)
+    assert rows(hits) == ids.tolist()
+    np.testing.assert_allclose([[h.score for h in r] for r in hits], scores, rtol=1e-5, atol=1e-5)
+    assert [h.rank for h in hits[0]] == list(range(1, 11))
+
+
+def test_save_load_round_trip_keeps_results(tmp_path):
+    vectors, metadata = clustered()
+    for kind in ("flat", "hnsw"):
+        gallery = Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings(kind), checkpoint_digest="abc")
+        before = gallery.search(vectors[:5], 7)
+        loaded = Gallery.load(gallery.save(tmp_path / kind))
+        assert loaded.search(vectors[:5], 7) == before
+        assert loaded.manifest.items == 600 and loaded.manifest.index["type"] == kind
+
+
+def test_modality_and_camera_filters():
+    vectors, metadata = clustered()
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs")
+    hits = gallery.search(vectors[:6], 5, modality="ir", exclude_camids=[0, 1, 2, 3, 0, 1])
+    for query, hit_list in enumerate(hits):
+        assert len(hit_list) == 5
+        assert all(h.modality == "ir" and h.camid != [0, 1, 2, 3, 0, 1][query] for h in hit_list)
+    allowed = np.array([m["modality"] == "ir" and m["camid"] != 0 for m in metadata])
+    assert rows(hits[:1]) == brute_force(vectors[:1], vectors, 5, allowed)[0].tolist()
+    only = gallery.search(vectors[:2], 3, camids=[2])
+    assert all(h.camid == 2 for r in only for h in r)
+
+
+def test_add_and_remove_by_path(tmp_path):
+    vectors, metadata = clustered()
+    gallery = Gallery.build(vectors[:500], metadata[:500], "attnet_xxs")
+    gallery.add(vectors[500:], metadata[500:])
+    assert gallery.live_count == 600
+    top = gallery.search(vectors[550:551], 1)[0][0]
+    assert top.path == "img_550.jpg"
+    assert gallery.remove(["img_550.jpg", "not_there.jpg"]) == 1
+    assert "img_550.jpg" not in [h.path for h in gallery.search(vectors[550:551], 10)[0]]
+    loaded = Gallery.load(gallery.save(tmp_path / "g"))
+    assert loaded.live_count == 599 and "img_550.jpg" not in [h.path for h in loaded.search(vectors[550:551], 10)[0]]
+    compacted = loaded.compact()
+    assert compacted.index.ntotal == 599
+    for new, old in zip(compacted.search(vectors[:3], 4), loaded.search(vectors[:3], 4), strict=True):
+        assert [h.path for h in new] == [h.path for h in old]
+        np.testing.assert_allclose([h.score for h in new], [h.score for h in old], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_indexes_recall(kind):
+    vectors, metadata = clustered(count=12000, dim=32, clusters=200, seed=1)
+    settings = IndexSettings(kind, nlist=64, nprobe=16, pq_m=8)
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs", settings)
+    queries = vectors[::60] + 0.05
+    exact = brute_force(queries, vectors, 10)[0]
+    found = rows(gallery.search(queries, 10))
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    print(f"{kind} recall@10 = {recall:.3f}")
+    assert recall > 0.9
+
+
+def test_clear_errors(tmp_path):
+    vectors, metadata = clustered()
+    with pytest.raises(GalleryError, match="needs at least 9984 vectors to train"):
+        Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings("ivfpq"))
+    with pytest.raises(GalleryError, match="zero embeddings"):
+        Gallery.build(np.zeros((0, 8)), [], "attnet_xxs")
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs", checkpoint_digest="aaaa")
+    expected = "backbone 'resnet50' vs gallery 'attnet_xxs'; embedding size 64 vs gallery 32"
+    with pytest.raises(GalleryError, match=expected):
+        gallery.check_model("resnet50", 64, "aaaa")
+    with pytest.raises(GalleryError, match="checkpoint bbbb vs gallery aaaa"):
+        gallery.check_model("attnet_xxs", 32, "bbbb")
+    gallery.remove([m["path"] for m in metadata])
+    with pytest.raises(GalleryError, match="the gallery is empty"):
+        gallery.search(vectors[:1])
+    saved = Gallery.build(vectors, metadata, "attnet_xxs").save(tmp_path / "g")
+    index_file = saved / "index.faiss"
+    index_file.write_bytes(index_file.read_bytes()[: index_file.stat().st_size // 2])
+    with pytest.raises(GalleryError, match="index.faiss: truncated or corrupt index file"):
+        Gallery.load(saved)
+    with pytest.raises(GalleryError, match="not a gallery"):
+        Gallery.load(tmp_path)

@@ -1,0 +1,53 @@
+import torch
+import torch.nn.functional as F
+
+from reid.losses import ReIDLoss, WeightedRegularizedTriplet, weighted_sum
+from reid.models.reid_model import ReIDOutput
+
+
+def batch(features, labels, infrared, classes=3):
+    logits = torch.randn(len(labels), classes, generator=torch.Generator().manual_seed(0))
+    return ReIDOutput(features, features, logits), torch.tensor(labels), torch.tensor(infrared)
+
+
+def test_named_losses_and_identity_with_label_smoothing():
+    features = torch.randn(8, 4)
+    output, labels, infrared = batch(features, [0, 0, 1, 1, 0, 0, 1, 1], [False] * 4 + [True] * 4)
+    named = ReIDLoss()(output, labels, infrared)
+    assert set(named) == {"id", "triplet_cross", "triplet_batch"}
+    torch.testing.assert_close(named["id"], F.cross_entropy(output.logits, labels, label_smoothing=0.1))
+
+
+def test_cross_modality_mining_sees_what_within_modality_mining_hides():
+    # Each modality is well separated by identity on its own, but an infrared image of identity 0 sits on the
+    # visible images of identity 1: only visible-infrared pairs violate the margin.
+    visible = torch.tensor([[1.0, 0.0], [0.98, 0.2], [0.0, 1.0], [0.2, 0.98]])
+    infrared = torch.tensor([[0.0, 1.0], [0.05, 1.0], [1.0, 0.0], [1.0, 0.05]])
+    labels = [0, 0, 1, 1, 1, 1, 0, 0]
+    output, labels, flags = batch(torch.cat([visible, infrared]), labels, [False] * 4 + [True] * 4)
+    named = ReIDLoss()(output, labels, flags)
+    assert named["triplet_cross"] < 0.05
+    swapped = [0, 0, 1, 1, 0, 0, 1, 1]
+    output, swapped_labels, flags = batch(torch.cat([visible, infrared]), swapped, [False] * 4 + [True] * 4)
+    hard = ReIDLoss()(output, swapped_labels, flags)
+    assert hard["triplet_cross"] > 1.0
+
+
+def test_single_modality_batch_has_no_cross_term():
+    output, labels, infrared = batch(torch.randn(4, 3), [0, 0, 1, 1], [False] * 4)
+    assert "triplet_cross" not in ReIDLoss()(output, labels, infrared)
+
+
+def test_weighted_regularized_triplet_prefers_separated_identities():
+    wrt = WeightedRegularizedTriplet()
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = wrt(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]]), labels)
+    mixed = wrt(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]]), labels)
+    assert separated < mixed
+    named = ReIDLoss(triplet="weighted")(*batch(torch.randn(8, 4), [0, 0, 1, 1] * 2, [False] * 4 + [True] * 4))
+    assert set(named) == {"id", "triplet_cross", "triplet_batch"} and all(torch.isfinite(v) for v in named.values())
+
+
+def test_weighted_sum():
+    named = {"id": torch.tensor(2.0), "triplet_cross": torch.tensor(3.0), "triplet_batch": torch.tensor(5.0)}
+    assert weighted_sum(named, {"id": 1.0, "triplet_cross": 0.5, "triplet_batch": 0.0}).item() == 3.5
