@@ -196,7 +196,7 @@ def train_command(
 ) -> None:
     """Train a cross-modality re-ID model; checkpoints, metrics.csv and curves.png go to the run directory."""
     from reid.config import ConfigError, load_config
-    from reid.engine.trainer import Trainer
+    from reid.engine.trainer import Trainer, process_rank
 
     settings = load_config(config, data_root=data_root, output_dir=output_dir, backbone=backbone, epochs=epochs,
                            device=device and _device(device), pretrained=pretrained, seed=seed,
@@ -207,15 +207,18 @@ def train_command(
             raise ConfigError(f"--batch-size must be a multiple of 2 x batch_instances = {per_identity} "
                               f"covering at least 2 identities, got {batch_size}")
         settings.batch_identities = batch_size // per_identity
-    console.print(f"training {settings.backbone} on {settings.dataset} ({settings.data_root}) -> "
-                  f"{settings.output_dir}")
+    main_process = process_rank() == 0
+    if main_process:
+        console.print(f"training {settings.backbone} on {settings.dataset} ({settings.data_root}) -> "
+                      f"{settings.output_dir}")
     try:
         Trainer(settings, resume=resume, console=console).fit()
     except KeyboardInterrupt:
         errors.print(f"interrupted; continue with: reid train --config {config} --output-dir "
                      f"{settings.output_dir} --resume")
         raise typer.Exit(130) from None
-    console.print(f"done: {settings.output_dir}/best.pt, last.pt, metrics.csv, curves.png")
+    if main_process:
+        console.print(f"done: {settings.output_dir}/best.pt, last.pt, metrics.csv, curves.png")
 
 
 @dataclass
@@ -297,6 +300,7 @@ def evaluate_command(
         sysu_mode: Annotated[str, typer.Option(help="SYSU-MM01 search: all or indoor")] = "all",
         seq_len: Annotated[int, typer.Option(min=1, help="Frames per tracklet (VCM-HITSZ)")] = 6,
         num_workers: Annotated[int | None, typer.Option(min=0)] = None,
+        use_index: Annotated[bool, typer.Option(help="Search the gallery through an exact FAISS index")] = False,
 ) -> None:
     """Rank-1/5/10/20, mAP and mINP under the dataset's official protocol, in both search directions."""
     from reid.data.transforms import eval_pipeline
@@ -313,7 +317,8 @@ def evaluate_command(
         report = evaluate_dataset(model, parsed, eval_pipeline(augment), directions, trials, trial, rerank,
                                   batch_size=batch_size, device=torch_device, seq_len=seq_len,
                                   num_workers=num_workers,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
+                                  use_index=use_index)
     console.print(report.table(title=f"{description} on {dataset}, %"))
     if output:
         report.save_json(output)
@@ -567,6 +572,81 @@ def index_query_command(
         console.print(f"rank lists: {visualize}")
 
 
+@command(app, "compare")
+def compare_command(
+        config: Annotated[str, typer.Option(help="The shared recipe, e.g. configs/compare_llcm.yaml")],
+        backbones: Annotated[str, typer.Option(help="Comma-separated timm names, e.g. attnet_t1,resnet50,pvt_v2_b1")],
+        output_dir: Annotated[str, typer.Option(help="Where runs and the comparison files go")],
+        train: Annotated[bool, typer.Option("--train", help="Train every backbone with the recipe")] = False,
+        checkpoints: Annotated[str | None, typer.Option(help="Evaluate existing checkpoints: DIR/<backbone>/best.pt "
+                                                               "or DIR/<backbone>.pt")] = None,
+        trials: Annotated[int, typer.Option(min=1, help="Gallery trials per evaluation")] = 10,
+        data_root: Annotated[str | None, typer.Option(help="Dataset root (overrides the config)")] = None,
+        epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs")] = None,
+        device: Annotated[str | None, typer.Option(help="auto, cpu or cuda")] = None,
+) -> None:
+    """Train or evaluate several backbones with one recipe and write comparison.md/.csv/.json and a chart."""
+    from reid.config import load_config
+    from reid.engine.compare import run_comparison
+
+    if train == (checkpoints is not None):
+        raise ReidError("give exactly one of --train and --checkpoints DIR")
+    settings = load_config(config, data_root=data_root, epochs=epochs, device=device and _device(device),
+                           output_dir=output_dir)
+    settings.check_paths()
+    names = [name.strip() for name in backbones.split(",") if name.strip()]
+    try:
+        rows = run_comparison(settings, names, output_dir, train, checkpoints, trials, console)
+    except KeyboardInterrupt:
+        errors.print("interrupted; run the same command again to continue where it stopped")
+        raise typer.Exit(130) from None
+    table = Table(title=f"{settings.dataset}: {len(rows)} backbones, mean of {trials} trials")
+    for column in ("backbone", "input", "params (M)", "GMACs", "img/s infer", "img/s train", "ir2vis mAP",
+                   "vis2ir mAP"):
+        table.add_column(column, justify="left" if column == "backbone" else "right")
+    for row in rows:
+        table.add_row(row.backbone, f"{row.input_size[0]}x{row.input_size[1]}", f"{row.params / 1e6:.2f}",
+                      f"{row.macs / 1e9:.2f}", f"{row.inference_images_per_second:.1f}",
+                      f"{row.training_images_per_second:.1f}",
+                      *(f"{row.metrics[d]['mAP']:.2f}" if d in row.metrics else "-" for d in ("ir2vis", "vis2ir")))
+    console.print(table)
+    console.print(f"comparison: {output_dir}/comparison.md, .csv, .json, .png")
+
+
+@command(app, "pretrain")
+def pretrain_command(
+        data_root: Annotated[str, typer.Option(help="ImageFolder tree with train/ and val/ (one folder per class)")],
+        model: Annotated[str, typer.Option(help="attnet_xxs ... attnet_t4, or any timm model")] = "attnet_t2",
+        output_dir: Annotated[str, typer.Option(help="Run directory")] = "runs/pretrain",
+        epochs: Annotated[int, typer.Option(min=1)] = 300,
+        batch_size: Annotated[int, typer.Option(min=2, help="Images per process")] = 128,
+        lr: Annotated[float, typer.Option(help="For a global batch of 4096; scaled linearly")] = 4e-3,
+        weight_decay: Annotated[float, typer.Option(min=0)] = 0.05,
+        warmup_epochs: Annotated[int, typer.Option(min=0)] = 5,
+        drop_path_rate: Annotated[float | None, typer.Option(help="Default: the variant's own rate")] = None,
+        input_size: Annotated[int, typer.Option(min=16)] = 224,
+        mixup: Annotated[float, typer.Option(min=0)] = 0.8,
+        cutmix: Annotated[float, typer.Option(min=0)] = 1.0,
+        model_ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights")] = True,
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+        num_workers: Annotated[int, typer.Option(min=0)] = 8,
+        seed: Annotated[int, typer.Option()] = 0,
+        resume: Annotated[bool, typer.Option(help="Continue from output_dir/last.pt")] = False,
+) -> None:
+    """ImageNet pretraining with the paper's DeiT-style recipe (also under torchrun for several GPUs)."""
+    from reid.engine.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(data_root, model, output_dir, epochs, batch_size, lr, weight_decay, warmup_epochs,
+                            drop_path_rate=drop_path_rate, input_size=input_size, mixup=mixup, cutmix=cutmix,
+                            model_ema=model_ema, device=_device(device), num_workers=num_workers, seed=seed)
+    try:
+        pretrain(config, resume, console)
+    except KeyboardInterrupt:
+        errors.print(f"interrupted; continue with the same command and --resume ({output_dir}/last.pt)")
+        raise typer.Exit(130) from None
+    console.print(f"done: {output_dir}/last.pt and best.pt (load with --pretrained in reid train)")
+
+
 @command(app, "demo")
 def demo_command(
         data_dir: Annotated[str, typer.Option(help="Where the synthetic LLCM-layout dataset is (made if absent)")]
@@ -625,8 +705,11 @@ def demo_command(
                             IndexSettings("flat"), device=torch_device)
     gallery.save(run / "gallery")
     query = split.query[0]
-    hits = gallery.search(embed_samples(model, [query], pipeline, device=torch_device), 10)[0]
-    table = Table(title=f"5/5 FAISS gallery ({gallery.live_count} visible images): infrared query id {query.pid}")
+    # as the LLCM protocol does, the query's own camera is left out of the search
+    hits = gallery.search(embed_samples(model, [query], pipeline, device=torch_device), 10,
+                          exclude_camids=[query.camid])[0]
+    table = Table(title=f"5/5 FAISS gallery ({gallery.live_count} visible images): infrared query id {query.pid}, "
+                        f"camera {query.camid} left out")
     for column in ("rank", "score", "pid", "camid", "match"):
         table.add_column(column, justify="right")
     for hit in hits:

@@ -1,6 +1,6 @@
 """Backbone throughput on CPU: inference at batch 8 and the training step, AttNet beside timm peers.
 
-Every model of a table is timed round-robin in the same process (see timing.py), and the table reports
+Every model of a table is timed round-robin in the same process (reid.profiling), and the table reports
 ratios against peers measured in that run: "speed vs pvt_v2_b1" (> 1 is faster) and "time vs resnet50"
 (< 1 is faster). torch.compile is opt-in (--compile): it costs about a minute and a half per model here.
 
@@ -10,16 +10,13 @@ ratios against peers measured in that run: "speed vs pvt_v2_b1" (> 1 is faster) 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import interleaved_medians, markdown_table  # noqa: E402
-
-import reid  # noqa: E402,F401  (registers attnet_*)
-from reid.models.backbones import count_macs, count_parameters, create_backbone  # noqa: E402
+import reid  # noqa: F401  (registers attnet_*)
+from reid.models.backbones import count_macs, count_parameters, create_backbone
+from reid.profiling import interleaved_medians
+from reid.report import markdown_table
 
 PEERS = "attnet_t1,attnet_t2,resnet50,convnext_tiny,swin_tiny_patch4_window7_224,pvt_v2_b1,pvt_v2_b2"
 

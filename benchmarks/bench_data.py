@@ -11,22 +11,20 @@ the model.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import interleaved_medians, markdown_table  # noqa: E402
-
-from reid.data import load_dataset  # noqa: E402
-from reid.data.loader import SampleDataset, default_workers, make_loader  # noqa: E402
-from reid.data.sampler import CrossModalityIdentitySampler  # noqa: E402
-from reid.data.synthetic import make_dataset  # noqa: E402
-from reid.data.transforms import AugmentConfig, train_pipelines  # noqa: E402
-from reid.models.backbones import create_backbone  # noqa: E402
+from reid.data import load_dataset
+from reid.data.loader import SampleDataset, default_workers, make_loader
+from reid.data.sampler import CrossModalityIdentitySampler
+from reid.data.synthetic import make_dataset
+from reid.data.transforms import AugmentConfig, train_pipelines
+from reid.models.backbones import create_backbone
+from reid.profiling import interleaved_medians
+from reid.report import markdown_table
 
 
 def loader_rate(samples, workers: int, batches: int) -> float:

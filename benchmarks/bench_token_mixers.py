@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import interleaved_medians, markdown_table  # noqa: E402
+from reid.profiling import interleaved_medians
+from reid.report import markdown_table
 
 MIXERS = ("atconv", "window", "sr", "global")
 

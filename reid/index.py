@@ -258,6 +258,10 @@ class Gallery:
                                   for rank, (s, i) in enumerate(zip(score_row, id_row, strict=True), 1) if i >= 0]
         return results
 
+    def top_k(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS scores and row numbers of the k best items per query, without filters or metadata."""
+        return self._index_for_search().search(_normalised(queries), k, params=self._params(None))
+
     def _hit(self, rank: int, score: float, row: int) -> SearchHit:
         item = self.metadata[row]
         return SearchHit(rank, score, item["path"], item.get("pid"), item.get("camid"), item.get("modality"),

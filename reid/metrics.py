@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from reid.errors import ReidError
-from reid.protocols import Protocol, get_protocol, removal_mask
+from reid.protocols import Protocol, get_protocol
 
 Metric = Literal["cosine", "euclidean"]
 ArrayLike = np.ndarray | torch.Tensor | Sequence[int]
@@ -55,6 +55,22 @@ def _as_tensor(values: ArrayLike, device: torch.device, name: str) -> torch.Tens
     if tensor.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(tensor.shape)}")
     return tensor.to(device=device, dtype=torch.int64)
+
+
+def _buckets(distances: torch.Tensor, pivots: torch.Tensor, pivot_columns: torch.Tensor,
+             padding: torch.Tensor) -> torch.Tensor:
+    """For every gallery item, the first pivot (a positive) it comes before in (distance, gallery index)
+    order, a pivot counting as coming before itself: (rows, gallery) int32. ``pivots`` are sorted that way per
+    row, padding (+inf) last."""
+    bucket = torch.searchsorted(pivots, distances, out_int32=True)  # pivots strictly closer
+    closest_tied = pivots.gather(1, bucket.clamp(max=pivots.shape[1] - 1).long())
+    tied = (closest_tied == distances) & (bucket < pivots.shape[1])
+    tied &= ~padding.gather(1, bucket.clamp(max=pivots.shape[1] - 1).long())
+    if tied.any():  # equal distances: pivots earlier in the gallery come first
+        rows, items = tied.nonzero(as_tuple=True)
+        same = (pivots[rows] == distances[rows, items].unsqueeze(1)) & (pivot_columns[rows] < items.unsqueeze(1))
+        bucket[rows, items] += same.sum(1).int()
+    return bucket
 
 
 class RankEvaluator:
@@ -122,41 +138,76 @@ class RankEvaluator:
             gallery_camids: torch.Tensor,
             gallery_id_index: torch.Tensor,
     ) -> None:
-        num_gallery = distances.shape[1]
-        order = torch.sort(distances, dim=1, stable=True).indices  # ties: gallery order
-        matches = gallery_pids[order] == query_pids.unsqueeze(1)
-        removed = removal_mask(self.protocol, matches, gallery_camids[order], query_camids)
-        keep = torch.ones_like(matches) if removed is None else ~removed
-        positives = matches & keep
-        num_positives = positives.sum(1)
+        # No sort of the gallery. Each query's positives (few) are sorted by (distance, gallery index); one
+        # searchsorted puts every gallery item in the bucket of the first positive it precedes, and the running
+        # sum of each query's bucket counts is the place of each positive in the filtered ranking. Ties go by
+        # gallery order, as a stable sort would order them. Matches and removals are sparse lists, not masks.
+        num_queries, num_gallery = distances.shape
+        device = distances.device
+        self._queries += num_queries
+        if torch.isnan(distances).any():
+            raise ReidError("the distances contain NaN")
+        match_rows, match_cols = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)).nonzero(as_tuple=True)
+        removed_rows = removed_cols = match_rows[:0]
+        if self.protocol.removal == "same_pid_and_camera":
+            same_camera = gallery_camids[match_cols] == query_camids[match_rows]
+            removed_rows, removed_cols = match_rows[same_camera], match_cols[same_camera]
+            match_rows, match_cols = match_rows[~same_camera], match_cols[~same_camera]
+        elif self.protocol.removal == "cam3_query_drops_cam2":
+            drops = (query_camids == 3).unsqueeze(1) & (gallery_camids == 2).unsqueeze(0)
+            removed_rows, removed_cols = drops.nonzero(as_tuple=True)
+            keep = ~drops[match_rows, match_cols]
+            match_rows, match_cols = match_rows[keep], match_cols[keep]
+        num_positives = torch.bincount(match_rows, minlength=num_queries)
         valid = num_positives > 0
+        if not valid.any():
+            return
+        # renumber the valid rows 0..rows-1
+        new_row = torch.cumsum(valid, 0) - 1
+        keep_removed = valid[removed_rows]
+        removed_rows, removed_cols = new_row[removed_rows[keep_removed]], removed_cols[keep_removed]
+        match_rows = new_row[match_rows]
+        distances, num_positives = distances[valid], num_positives[valid]
+        rows = len(distances)
 
-        rank = keep.cumsum(1, dtype=torch.int32)  # 1-based rank in the filtered list, at kept positions
-        hits = positives.cumsum(1, dtype=torch.int32)
-        precision = torch.where(positives, hits.double() / rank.double(), 0.0)
-        average_precision = precision.sum(1) / num_positives.clamp(min=1)
-        last_positive_rank = torch.where(positives, rank, 0).amax(1)
-        inverse_negative_penalty = num_positives.double() / last_positive_rank.clamp(min=1).double()
+        slots = torch.arange(len(match_rows), device=device) - (torch.cumsum(num_positives, 0) - num_positives)[
+            match_rows]
+        columns = torch.full((rows, int(num_positives.max())), num_gallery, dtype=torch.int64, device=device)
+        columns[match_rows, slots] = match_cols  # ascending gallery index per row; padding = num_gallery
+        padding = columns == num_gallery
+        pivots = torch.where(padding, torch.inf, distances.gather(1, columns.clamp(max=num_gallery - 1)))
+        pivots, order = torch.sort(pivots, dim=1, stable=True)  # stable: equal distances keep gallery order
+        columns = columns.gather(1, order)
+        bucket = _buckets(distances, pivots, columns, padding.gather(1, order))
+        counts = torch.zeros(rows, columns.shape[1] + 1, dtype=torch.int64, device=device)
+        counts.scatter_add_(1, bucket.long(), torch.ones_like(bucket, dtype=torch.int64))
+        if len(removed_rows):  # removed items are not part of the ranking
+            removed_bucket = bucket[removed_rows, removed_cols].long()
+            counts.index_put_((removed_rows, removed_bucket), torch.full_like(removed_bucket, -1), accumulate=True)
+        place = counts[:, :-1].cumsum(1)  # 1-based place of each positive in the filtered ranking
+
+        ranks = torch.arange(1, columns.shape[1] + 1, device=device, dtype=torch.float64)
+        real = ranks <= num_positives.unsqueeze(1)
+        average_precision = torch.where(real, ranks / place.double().clamp(min=1), 0.0).sum(1) / num_positives
+        last_place = place.gather(1, (num_positives - 1).unsqueeze(1)).squeeze(1)
+        inverse_negative_penalty = num_positives.double() / last_place.double()
 
         if self.protocol.dedup_cmc:
-            # Rank among distinct identities = identities whose first kept item comes no later than the
-            # query's first positive (the query's own identity included).
-            position = torch.arange(num_gallery, device=distances.device, dtype=torch.int32).expand_as(order)
-            kept_position = torch.where(keep, position, num_gallery)
-            first_seen = torch.full((len(order), len(self.gallery_ids)), num_gallery, dtype=torch.int32,
-                                    device=distances.device)
-            first_seen.scatter_reduce_(1, gallery_id_index[order], kept_position, reduce="amin")
-            first_positive = torch.where(positives, position, num_gallery).amin(1, keepdim=True)
-            first_rank = (first_seen <= first_positive).sum(1)
+            # distinct identities with a kept item before the first positive, plus the query's own identity
+            before_first = bucket == 0
+            before_first[torch.arange(rows, device=device), columns[:, 0]] = False
+            before_first[removed_rows, removed_cols] = False
+            seen = torch.zeros(rows, len(self.gallery_ids), dtype=torch.bool, device=device)
+            seen.scatter_reduce_(1, gallery_id_index.expand(rows, -1), before_first, reduce="amax")
+            first_place = seen.sum(1) + 1
         else:
-            first_rank = torch.where(positives, rank, num_gallery + 1).amin(1)
+            first_place = place[:, 0]
 
-        self._ap_sum += float(average_precision[valid].sum())
-        self._inp_sum += float(inverse_negative_penalty[valid].sum())
-        self._valid += int(valid.sum())
-        self._queries += len(valid)
-        first_rank = first_rank[valid].clamp(max=self.max_rank + 1) - 1
-        self._first_hits += torch.bincount(first_rank, minlength=self.max_rank + 1).cpu()
+        self._ap_sum += float(average_precision.sum())
+        self._inp_sum += float(inverse_negative_penalty.sum())
+        self._valid += rows
+        first_place = first_place.clamp(max=self.max_rank + 1) - 1
+        self._first_hits += torch.bincount(first_place, minlength=self.max_rank + 1).cpu()
 
     def evaluate(self) -> RankResult:
         if self._valid == 0:

@@ -111,3 +111,53 @@ def re_ranking_reference(
 
     final_dist = jaccard_dist * (1 - lambda_value) + original_dist * lambda_value
     return final_dist[:query_num, query_num:]
+
+
+def evaluate_rank_loop(
+        distmat: np.ndarray,
+        q_pids: np.ndarray,
+        g_pids: np.ndarray,
+        q_camids: np.ndarray,
+        g_camids: np.ndarray,
+        protocol: str | Protocol = "llcm",
+        max_rank: int = 20,
+) -> RankResult:
+    """The straightforward per-query loop of the public VI-ReID evaluation scripts: argsort every row, then for
+    each query filter, de-duplicate identities with np.unique and a list comprehension, and accumulate AP over
+    the gallery in Python. The benchmarks' peer (benchmarks/bench_metrics.py); same numbers as above."""
+    protocol = get_protocol(protocol)
+    num_queries, num_gallery = distmat.shape
+    max_rank = min(max_rank, num_gallery)
+    indices = np.argsort(distmat, axis=1, kind="stable")
+    ranked_pids = g_pids[indices]
+    matches = (ranked_pids == q_pids[:, np.newaxis]).astype(np.int32)
+    all_cmc, all_ap, all_inp, valid = [], [], [], 0
+    for q in range(num_queries):
+        order = indices[q]
+        if protocol.removal == "same_pid_and_camera":
+            remove = (g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q])
+        elif protocol.removal == "cam3_query_drops_cam2":
+            remove = (q_camids[q] == 3) & (g_camids[order] == 2)
+        else:
+            remove = np.zeros(num_gallery, dtype=bool)
+        keep = np.invert(remove)
+        raw = matches[q][keep]
+        if protocol.dedup_cmc:
+            kept_pids = ranked_pids[q][keep]
+            first = np.unique(kept_pids, return_index=True)[1]
+            distinct = [kept_pids[index] for index in sorted(first)]
+            cmc = (np.asarray(distinct) == q_pids[q]).astype(np.int32).cumsum()
+        else:
+            cmc = raw.cumsum()
+        if not np.any(raw):
+            continue
+        cmc = np.minimum(cmc, 1)
+        all_cmc.append([cmc[min(k, len(cmc) - 1)] for k in range(max_rank)])
+        positives = np.where(raw == 1)[0]
+        running = raw.cumsum()
+        all_inp.append(running[positives.max()] / (positives.max() + 1.0))
+        precision = [hits / (i + 1.0) for i, hits in enumerate(running)]
+        all_ap.append(np.sum(np.asarray(precision) * raw) / raw.sum())
+        valid += 1
+    return RankResult(np.asarray(all_cmc, dtype=np.float64).sum(0) / valid, float(np.mean(all_ap)),
+                      float(np.mean(all_inp)), valid)

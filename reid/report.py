@@ -26,6 +26,12 @@ METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 DIRECTION_TITLES = {"ir2vis": "ir -> vis", "vis2ir": "vis -> ir"}
 
 
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def result_percentages(result: RankResult) -> dict[str, float]:
     """rank-1/5/10/20, mAP and mINP of one result, in percent."""
     values = {f"rank{k}": 100 * result.rank(k) for k in (1, 5, 10, 20)}

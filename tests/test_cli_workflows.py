@@ -124,3 +124,19 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and "Traceback" not in result.output, (args, result.stderr)
+
+
+def test_evaluate_through_an_exact_faiss_gallery_gives_the_same_metrics(trained, tmp_path):
+    root, _, run = trained
+    outputs = {}
+    for flag in ([], ["--use-index"]):
+        path = tmp_path / f"m{len(flag)}.json"
+        result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                     "--data-root", str(root), "--trials", "2", "--output", str(path),
+                                     "--num-workers", "0", *flag])
+        assert result.exit_code == 0, result.output
+        outputs[len(flag)] = json.loads(path.read_text())["results"]
+    for direction in ("ir2vis", "vis2ir"):
+        for key, value in outputs[0][direction].items():
+            if key != "std":
+                assert outputs[1][direction][key] == pytest.approx(value, abs=1e-3), (direction, key)

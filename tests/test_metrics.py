@@ -156,3 +156,31 @@ def test_evaluator_accumulates_chunks_like_one_call():
     evaluator.reset()
     with pytest.raises(ReidError):
         evaluator.evaluate()
+
+
+@pytest.mark.parametrize("protocol", ["llcm", "standard"])
+def test_negative_distances_signed_zeros_and_float64(protocol):
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        distmat, q_pids, g_pids, q_camids, g_camids = random_case(int(rng.integers(1000)), protocol)
+        values = rng.choice([-1e300, -2.5, -1.0, -0.0, 0.0, 1e-320, 1.0, 3.0], size=distmat.shape)
+        expected = evaluate_rank_reference(values, q_pids, g_pids, q_camids, g_camids, protocol)
+        if expected.num_valid_queries:
+            assert_same(evaluate_rank(values, q_pids, g_pids, q_camids, g_camids, protocol), expected)
+
+
+def test_nan_distances_are_refused():
+    with pytest.raises(ReidError, match="NaN"):
+        evaluate_rank(np.array([[np.nan, 0.1]]), [1], [1, 2], [1], [2, 2])
+
+
+@pytest.mark.parametrize("protocol", ["llcm", "sysu", "regdb", "vcm"])
+def test_benchmark_peer_loop_gives_the_same_numbers(protocol):
+    from reid.metrics_reference import evaluate_rank_loop
+
+    for seed in range(15):
+        case = random_case(seed, protocol)
+        with np.errstate(all="ignore"):
+            expected = evaluate_rank_reference(*case, protocol=protocol)
+        if expected.num_valid_queries:
+            assert_same(evaluate_rank_loop(*case, protocol=protocol), expected)

@@ -52,7 +52,7 @@ class CrossModalityIdentitySampler(Sampler[list[tuple[int, int]]]):
         self.epoch = 0
         if len(self.pids) < identities * world_size:
             raise ReidError(f"the sampler needs {identities * world_size} identities with both visible and infrared "
-                            f"samples per step, the training set has {len(self.pids)}; lower identities_per_batch")
+                            f"samples per step, the training set has {len(self.pids)}; lower batch_identities")
         larger = max(sum(map(len, self.by_modality[m].values())) for m in ("vis", "ir"))
         self.num_batches = larger // (identities * instances * world_size) + 1
 

@@ -10,7 +10,9 @@ from reid.data.base import ReIDDataset
 from reid.data.loader import SampleDataset, make_loader
 from reid.data.samples import Direction, Sample
 from reid.data.transforms import Pipeline
-from reid.metrics import Metric, evaluate_features, evaluate_rank, pairwise_distance
+from reid.errors import ReidError
+from reid.index import Gallery
+from reid.metrics import Metric, RankEvaluator, RankResult, evaluate_features, evaluate_rank, pairwise_distance
 from reid.report import EvaluationReport
 from reid.rerank import k_reciprocal_rerank
 
@@ -47,6 +49,23 @@ def extract_features(
     return torch.cat(chunks) if chunks else torch.empty(0, getattr(model, "num_features", 0))
 
 
+def evaluate_with_gallery(query: torch.Tensor, gallery: torch.Tensor, q_pids: Sequence[int], g_pids: Sequence[int],
+                          q_camids: Sequence[int], g_camids: Sequence[int], protocol: str,
+                          use_gpu: bool = False, chunk: int = 1024) -> RankResult:
+    """Rank metrics with the gallery side searched through an exact FAISS index (on the GPU with faiss-gpu),
+    one chunk of queries at a time; cosine distances, the same numbers as ``evaluate_features``."""
+    rows = [{"path": str(i), "pid": int(p), "camid": int(c)} for i, (p, c) in enumerate(zip(g_pids, g_camids,
+                                                                                                strict=True))]
+    index = Gallery.build(gallery.numpy(), rows, "evaluation", use_gpu=use_gpu)
+    evaluator = RankEvaluator(g_pids, g_camids, protocol)
+    for start in range(0, len(query), chunk):
+        scores, ids = index.top_k(query[start:start + chunk].numpy(), len(gallery))
+        distances = torch.empty(len(ids), len(gallery))
+        distances.scatter_(1, torch.from_numpy(ids), 1.0 - torch.from_numpy(scores))
+        evaluator.process(distances, q_pids[start:start + chunk], q_camids[start:start + chunk])
+    return evaluator.evaluate()
+
+
 def trials_to_run(dataset: ReIDDataset, trials: int, trial: int = 0) -> list[int]:
     """Gallery trials of an evaluation. RegDB trains one model per split, so only that split is evaluated."""
     if dataset.trains_per_trial:
@@ -80,11 +99,13 @@ def evaluate_dataset(
         num_workers: int | None = None,
         amp_dtype: torch.dtype | None = None,
         progress: Callable[[int, int], None] | None = None,
+        use_index: bool = False,
 ) -> EvaluationReport:
     """Metrics of ``model`` under the dataset's protocol, per direction, over gallery trials.
 
     Args:
         progress: Called as progress(done, total) while embedding.
+        use_index: Search the gallery through an exact FAISS index (cosine), e.g. on a GPU with faiss-gpu.
     """
     directions = [d for d in (directions or dataset.directions) if d in dataset.directions]
     trial_list = trials_to_run(dataset, trials, trial)
@@ -107,7 +128,12 @@ def evaluate_dataset(
             gallery = features[[row[s] for s in split.gallery]]
             labels = ([s.pid for s in split.query], [s.pid for s in split.gallery],
                       [s.camid for s in split.query], [s.camid for s in split.gallery])
-            if rerank:
+            if use_index:
+                if rerank or metric != "cosine":
+                    raise ReidError("--use-index searches by cosine similarity without re-ranking")
+                result = evaluate_with_gallery(query, gallery, *labels, dataset.protocol,
+                                               use_gpu=torch.device(device).type == "cuda")
+            elif rerank:
                 distances = k_reciprocal_rerank(pairwise_distance(query, gallery, metric),
                                                 pairwise_distance(query, query, metric),
                                                 pairwise_distance(gallery, gallery, metric))

@@ -107,7 +107,12 @@ def init_distributed() -> tuple[int, int, int]:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+    return process_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
 
 
 class Trainer:
@@ -153,7 +158,7 @@ class Trainer:
         model = build_model(config, num_classes).to(device)
         if model.size_note:
             self.say(f"[yellow]note:[/] {model.size_note}")
-        if config.channels_last and device.type == "cuda":
+        if config.channels_last:  # also on CPU: conv weight gradients come back channels_last, as DDP expects
             model = model.to(memory_format=torch.channels_last)
         optimizer_args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
         optimizer = create_optimizer_v2(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -204,6 +209,8 @@ class Trainer:
                 history.plot(self.files.curves, f"{config.backbone} on {config.dataset}")
             if self.world_size > 1:
                 dist.barrier()
+        if self.world_size > 1:
+            dist.destroy_process_group()
         return report
 
     def _verify(self, dataset) -> None:

@@ -93,3 +93,21 @@ def test_video_training_and_evaluation_on_tracklets(tiny_vcm, tiny_config):
     assert checkpoint["config"]["seq_len"] == 4
     with torch.no_grad():
         assert model(torch.randn(2, 4, 3, 64, 32)).bn_features.shape == (2, 240)
+
+
+def test_torchrun_ddp_on_cpu(tiny_config, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config = tiny_config(epochs=1, batch_identities=2)  # 2 ranks x 2 identities of the 5 training ones
+    path = tmp_path / "ddp.yaml"
+    path.write_text(config.to_yaml())
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cli = Path(__file__).parents[2] / "cli.py"
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(cli), "train", "--config", str(path)],
+                            capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("done:") == 1  # only rank 0 speaks
+    assert "Grad strides do not match" not in result.stderr
+    assert load_checkpoint(Path(config.output_dir) / "last.pt")["epoch"] == 1

@@ -1,0 +1,95 @@
+"""FAISS gallery scale: build time, memory, queries/s and recall@10 of flat, hnsw and ivfpq galleries.
+
+Synthetic L2-normalised embeddings with cluster structure (default 1,000,000 x 384 in 20,000 clusters, like
+many identities seen many times). Queries are held-out points of the same clusters. Recall@10 is measured
+against the exact (flat) index; queries/s at batch 1 (one query per call) and batch 1,000; memory as the
+serialised index size per vector, and the process's peak RSS.
+
+    python benchmarks/bench_index.py [--size 1000000] [--dim 384]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from reid.index import Gallery, IndexSettings
+from reid.report import markdown_table
+
+
+def embeddings(size: int, dim: int, clusters: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    data = np.empty((size + queries, dim), dtype=np.float32)
+    for start in range(0, size + queries, 100_000):  # in blocks, to keep the peak low
+        stop = min(size + queries, start + 100_000)
+        labels = rng.integers(0, clusters, stop - start)
+        data[start:stop] = centres[labels] + 0.6 * rng.standard_normal((stop - start, dim), dtype=np.float32)
+    faiss.normalize_L2(data)
+    return data[:size], data[size:]
+
+
+def queries_per_second(gallery: Gallery, queries: np.ndarray, batch: int, calls: int) -> float:
+    start = time.perf_counter()
+    done = 0
+    for call in range(calls):
+        chunk = queries[(call * batch) % len(queries):][:batch]
+        gallery.search(chunk, 10)
+        done += len(chunk)
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--clusters", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(args.threads)
+    vectors, queries = embeddings(args.size, args.dim, args.clusters, args.queries)
+    metadata = [{"path": str(i), "pid": None, "camid": None, "modality": None} for i in range(args.size)]
+    settings = {
+        "flat": IndexSettings("flat"),
+        "hnsw": IndexSettings("hnsw", hnsw_m=16, ef_construction=64, ef_search=64),
+        "ivfpq": IndexSettings("ivfpq", nprobe=16, k_factor=4),
+    }
+    exact = None
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, setting in settings.items():
+            start = time.perf_counter()
+            gallery = Gallery.build(vectors, metadata, "benchmark", setting)
+            build = time.perf_counter() - start
+            path = Path(folder) / name
+            gallery.save(path)
+            bytes_per_vector = (path / "index.faiss").stat().st_size / args.size
+            found = np.array([[int(h.path) for h in hits] for hits in gallery.search(queries, 10)])
+            if exact is None:
+                exact = found
+            recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+            single = queries_per_second(gallery, queries, 1, 200)
+            batched = queries_per_second(gallery, queries, 1000, 3)
+            rows.append([name, f"{build:.1f}", f"{bytes_per_vector:.0f}", f"{single:.0f}", f"{batched:.0f}",
+                         f"{recall:.3f}", gallery.settings.factory_string()])
+            print(f"done {name}", file=sys.stderr, flush=True)
+            del gallery
+    flat_single, flat_batched = float(rows[0][3]), float(rows[0][4])
+    for row in rows:
+        row.insert(4, f"{float(row[3]) / flat_single:.0f}x")
+        row.insert(6, f"{float(row[5]) / flat_batched:.1f}x")
+    print(f"faiss {faiss.__version__}, {args.threads} threads, {args.size:,} x {args.dim}, {args.clusters:,} clusters, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB\n")
+    print(markdown_table(["index", "build (s)", "bytes / vector", "queries/s, batch 1", "vs flat",
+                          "queries/s, batch 1000", "vs flat", "recall@10 vs flat", "FAISS index"], rows))
+
+
+if __name__ == "__main__":
+    main()

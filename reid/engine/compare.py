@@ -1,0 +1,234 @@
+"""Comparing backbones under one recipe: train (or take checkpoints), evaluate, measure, tabulate, chart.
+
+Every backbone gets the same config, data and seed. A comparison resumes where it stopped: finished trainings
+are kept, unfinished ones continue from their last.pt, and evaluations are cached per checkpoint digest and
+number of trials. Speed and memory are measured for all backbones together at the end, interleaved, so the
+numbers in one table share the machine's state.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from reid.config import TrainConfig
+from reid.data import load_dataset
+from reid.data.transforms import eval_pipeline
+from reid.engine.checkpoint import file_digest, load_checkpoint, model_from_checkpoint
+from reid.engine.evaluate import evaluate_dataset
+from reid.engine.trainer import Trainer, resolve_device
+from reid.errors import ReidError
+from reid.io import atomic_write, atomic_write_text
+from reid.losses import ReIDLoss, weighted_sum
+from reid.models.backbones import count_macs, count_parameters
+from reid.profiling import interleaved_medians, peak_memory_mb
+from reid.report import EvaluationReport, markdown_table
+
+REPORTED = ("rank1", "rank5", "rank20", "mAP", "mINP")
+
+
+@dataclass
+class ComparisonRow:
+    backbone: str
+    input_size: tuple[int, int]
+    params: int
+    macs: int
+    inference_images_per_second: float
+    training_images_per_second: float
+    training_peak_memory_mb: float
+    metrics: dict[str, dict[str, float]]  # direction -> rank1, rank5, rank20, mAP, mINP (percent)
+    checkpoint: str
+    note: str | None = None
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    last = run / "last.pt"
+    return last.is_file() and load_checkpoint(last)["epoch"] >= epochs
+
+
+def find_checkpoint(folder: Path, backbone: str) -> Path:
+    for candidate in (folder / backbone / "best.pt", folder / f"{backbone}.pt", folder / backbone / "last.pt"):
+        if candidate.is_file():
+            return candidate
+    raise ReidError(f"no checkpoint for {backbone} in {folder} (looked for {backbone}/best.pt and {backbone}.pt)")
+
+
+def _evaluate(checkpoint: Path, config: TrainConfig, dataset, trials: int, device) -> EvaluationReport:
+    """Evaluation of a checkpoint, cached next to it by checkpoint digest and number of trials."""
+    cache = checkpoint.parent / f"evaluation_{checkpoint.stem}.json"
+    digest = file_digest(checkpoint)
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("digest") == digest and saved.get("trials") == trials:
+            report = EvaluationReport(saved["report"]["dataset"], saved["report"]["protocol"])
+            report.results = {d: [_result_from_dict(r) for r in rows] for d, rows in saved["results"].items()}
+            return report
+    model, saved = model_from_checkpoint(checkpoint, device)
+    size = (saved["config"]["input_height"], saved["config"]["input_width"])
+    augment = config.model_copy(update={"input_height": size[0], "input_width": size[1]}).augment()
+    report = evaluate_dataset(model, dataset, eval_pipeline(augment), trials=trials, trial=config.trial,
+                              metric=config.metric, batch_size=config.eval_batch_size, device=device,
+                              seq_len=config.seq_len, num_workers=config.num_workers)
+    results = {d: [{"cmc": r.cmc.tolist(), "mAP": r.mAP, "mINP": r.mINP, "valid": r.num_valid_queries}
+                   for r in rows] for d, rows in report.results.items()}
+    atomic_write_text(cache, json.dumps({"digest": digest, "trials": trials, "report": report.to_dict(),
+                                         "results": results}))
+    return report
+
+
+def _result_from_dict(row: dict):
+    import numpy as np
+
+    from reid.metrics import RankResult
+
+    return RankResult(np.asarray(row["cmc"]), row["mAP"], row["mINP"], row["valid"])
+
+
+def _speed_and_memory(models: dict[str, torch.nn.Module], sizes: dict[str, tuple[int, int]], device,
+                      inference_batch: int = 8, training_batch: int = 16, rounds: int = 5
+                      ) -> dict[str, tuple[float, float, float]]:
+    """(inference images/s, training images/s, training-step peak memory MB) per backbone, measured together."""
+    criterion = ReIDLoss()
+    labels = torch.arange(training_batch, device=device) // 4  # 4 images per identity, both modalities
+    infrared = (torch.arange(training_batch, device=device) % 4) >= 2
+    inference, training = {}, {}
+    for name, model in models.items():
+        images = torch.randn(inference_batch, 3, *sizes[name], device=device)
+        trainee = copy.deepcopy(model).train()
+        trainee.classifier = torch.nn.Linear(trainee.num_features, training_batch // 4, bias=False).to(device)
+        optimizer = torch.optim.SGD(trainee.parameters(), lr=1e-4)
+        batch = torch.randn(training_batch, 3, *sizes[name], device=device)
+        model.eval()
+
+        def infer(model=model, images=images):
+            with torch.no_grad():
+                model(images)
+
+        def step(trainee=trainee, optimizer=optimizer, batch=batch):
+            optimizer.zero_grad(set_to_none=True)
+            weighted_sum(criterion(trainee(batch, infrared), labels, infrared), {}).backward()
+            optimizer.step()
+
+        inference[name], training[name] = infer, step
+    infer_seconds = interleaved_medians(inference, rounds=rounds, warmup=1)
+    train_seconds = interleaved_medians(training, rounds=max(2, rounds // 2), warmup=1)
+    return {name: (inference_batch / infer_seconds[name], training_batch / train_seconds[name],
+                   peak_memory_mb(training[name], device)) for name in models}
+
+
+def run_comparison(
+        config: TrainConfig,
+        backbones: Sequence[str],
+        output_dir: str | Path,
+        train: bool = True,
+        checkpoints: str | Path | None = None,
+        trials: int = 10,
+        console: Console | None = None,
+) -> list[ComparisonRow]:
+    """Train (or take checkpoints of) each backbone, evaluate, measure, and write the comparison files."""
+    output_dir = Path(output_dir)
+    if not backbones:
+        raise ReidError("--backbones needs at least one backbone")
+    if not train and checkpoints is None:
+        raise ReidError("give --train or --checkpoints DIR")
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset, config.data_root,
+                           **({"mode": config.sysu_mode} if config.dataset == "sysu" else {}))
+    paths: dict[str, Path] = {}
+    for backbone in backbones:
+        if train:
+            run = output_dir / backbone
+            settings = config.model_copy(update={"backbone": backbone, "output_dir": str(run)})
+            if not _finished(run, settings.epochs):
+                if console:
+                    console.print(f"training {backbone} -> {run}")
+                Trainer(settings, resume=True, console=console).fit()
+            paths[backbone] = run / "best.pt"
+        else:
+            paths[backbone] = find_checkpoint(Path(checkpoints), backbone)
+
+    reports, models, sizes, notes = {}, {}, {}, {}
+    for backbone, checkpoint in paths.items():
+        if console:
+            console.print(f"evaluating {backbone} ({checkpoint})")
+        reports[backbone] = _evaluate(checkpoint, config, dataset, trials, device)
+        models[backbone], saved = model_from_checkpoint(checkpoint, device)
+        sizes[backbone] = models[backbone].input_size
+        notes[backbone] = models[backbone].size_note
+        if saved["backbone"] != backbone:
+            raise ReidError(f"{checkpoint} holds a {saved['backbone']} model, not {backbone}")
+    if console:
+        console.print("measuring speed and memory (all backbones in one run)")
+    measured = _speed_and_memory(models, sizes, device)
+    rows = []
+    for backbone, checkpoint in paths.items():
+        report = reports[backbone]
+        metrics = {d: {k: round(report.mean(d)[k], 2) for k in REPORTED} for d in report.results}
+        inference, training, memory = measured[backbone]
+        rows.append(ComparisonRow(backbone, tuple(sizes[backbone]), count_parameters(models[backbone].backbone),
+                                  count_macs(models[backbone].backbone, sizes[backbone]), round(inference, 2),
+                                  round(training, 2), round(memory, 1), metrics, str(checkpoint), notes[backbone]))
+    write_comparison(rows, output_dir, dataset.name, dataset.protocol, trials)
+    return rows
+
+
+def _flat(row: ComparisonRow) -> dict:
+    flat = {"backbone": row.backbone, "input": f"{row.input_size[0]}x{row.input_size[1]}",
+            "params_M": round(row.params / 1e6, 2), "GMACs": round(row.macs / 1e9, 2),
+            "inference_img_s": row.inference_images_per_second, "training_img_s": row.training_images_per_second,
+            "training_peak_MB": row.training_peak_memory_mb}
+    for direction, values in row.metrics.items():
+        flat |= {f"{direction}_{k}": v for k, v in values.items()}
+    return flat
+
+
+def write_comparison(rows: list[ComparisonRow], output_dir: Path, dataset: str, protocol: str, trials: int) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    flat = [_flat(row) for row in rows]
+    atomic_write_text(output_dir / "comparison.json", json.dumps(
+        {"dataset": dataset, "protocol": protocol, "trials": trials, "backbones": [asdict(r) for r in rows]},
+        indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(flat[0]))
+    writer.writeheader()
+    writer.writerows(flat)
+    atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
+    header = list(flat[0])
+    notes = [f"- {r.backbone}: {r.note}" for r in rows if r.note]
+    text = (f"# Backbones on {dataset} ({protocol} protocol, mean of {trials} trials; metrics in %)\n\n"
+            + markdown_table(header, [[row[k] for k in header] for row in flat]) + "\n"
+            + ("\n" + "\n".join(notes) + "\n" if notes else ""))
+    atomic_write_text(output_dir / "comparison.md", text)
+    _chart(rows, output_dir / "comparison.png", dataset)
+
+
+def _chart(rows: list[ComparisonRow], path: Path, dataset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 5))
+    for direction, marker in (("ir2vis", "o"), ("vis2ir", "s")):
+        points = [(r.inference_images_per_second, r.metrics[direction]["mAP"], r.backbone) for r in rows
+                  if direction in r.metrics]
+        if not points:
+            continue
+        axis.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=60, label=f"{direction} mAP")
+        for x, y, name in points:
+            axis.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axis.set_xlabel("inference images/s (batch 8, this machine)")
+    axis.set_ylabel("mAP (%)")
+    axis.set_title(f"Accuracy vs throughput on {dataset}")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
