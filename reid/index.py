@@ -47,7 +47,7 @@ class IndexSettings:
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 128
-    nlist: int | None = None  # default: about 4 * sqrt(n), at least 1
+    nlist: int | None = None  # default: about sqrt(n), at least 1
     nprobe: int = 32
     pq_m: int | None = None  # sub-quantisers; default: dim / 4 (one byte each)
     k_factor: int = 8
@@ -57,7 +57,7 @@ class IndexSettings:
             raise GalleryError(f"unknown index type {self.type!r}; choose from {', '.join(INDEX_TYPES)}")
         out = IndexSettings(**asdict(self))
         if self.type == "ivfpq":
-            out.nlist = self.nlist or max(1, int(4 * math.sqrt(max(count, 1))))
+            out.nlist = self.nlist or max(1, int(math.sqrt(max(count, 1))))
             out.pq_m = self.pq_m or next(m for m in (dim // 4, dim // 8, dim // 2, dim) if m >= 1 and dim % m == 0)
             if dim % out.pq_m:
                 raise GalleryError(f"pq_m={out.pq_m} must divide the embedding size {dim}")
@@ -73,6 +73,11 @@ class IndexSettings:
     def minimum_training_vectors(self) -> int:
         # FAISS k-means wants ~39 points per centroid: nlist IVF centroids, 256 PQ centroids per sub-quantiser
         return 39 * max(self.nlist or 1, 256) if self.type == "ivfpq" else 0
+
+    def training_sample_size(self) -> int:
+        """Vectors the index is trained on (a random subset beyond this): 64 per centroid is plenty, and
+        k-means over every vector of a million-item gallery would take hours on a CPU."""
+        return 64 * max(self.nlist or 1, 256)
 
 
 @dataclass
@@ -124,6 +129,7 @@ class Gallery:
         self.manifest = manifest
         self.settings = settings
         self.metadata: list[dict[str, Any]] = []
+        self.removed_count = 0
         self.index: faiss.Index | None = None
         self.use_gpu = use_gpu and gpu_available() and settings.type != "hnsw"
         self._search_index: faiss.Index | None = None
@@ -149,8 +155,17 @@ class Gallery:
         index = faiss.index_factory(vectors.shape[1], settings.factory_string(), faiss.METRIC_INNER_PRODUCT)
         if settings.type == "hnsw":
             index.hnsw.efConstruction = settings.ef_construction
+        if settings.type == "ivfpq":
+            ivfpq = faiss.downcast_index(faiss.downcast_index(index).base_index)
+            # polysemous codes only serve Hamming pre-filtering, which this index does not use, and their
+            # training was 3/4 of the build time; 10 k-means iterations per codebook keep recall (measured)
+            ivfpq.do_polysemous_training = False
+            ivfpq.pq.cp.niter = 10
         if not index.is_trained:
-            index.train(vectors)
+            sample = settings.training_sample_size()
+            rows = np.random.default_rng(0).choice(len(vectors), sample, replace=False) if len(vectors) > sample \
+                else slice(None)
+            index.train(vectors[rows])
         gallery.index = index
         gallery._append(vectors, metadata)
         return gallery
@@ -180,6 +195,7 @@ class Gallery:
             if not row["removed"] and (key in wanted or row["path"] in wanted):
                 row["removed"] = True
                 removed += 1
+        self.removed_count += removed
         self.manifest.items = self.live_count
         return removed
 
@@ -194,7 +210,7 @@ class Gallery:
 
     @property
     def live_count(self) -> int:
-        return sum(not row["removed"] for row in self.metadata)
+        return len(self.metadata) - self.removed_count
 
     # searching --------------------------------------------------------------------------------------------
     def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
@@ -239,6 +255,12 @@ class Gallery:
                                f"the gallery {self.manifest.embedding_size}")
         if self.live_count == 0:
             raise GalleryError("the gallery is empty")
+        if exclude_camids is None and modality is None and camids is None and self.live_count == len(self.metadata):
+            # nothing to filter: one plain search, no selector
+            scores, ids = self._index_for_search().search(vectors, min(top_k, self.live_count),
+                                                          params=self._params(None))
+            return [[self._hit(rank, float(s), int(i)) for rank, (s, i) in enumerate(zip(r_s, r_i, strict=True), 1)
+                     if i >= 0] for r_s, r_i in zip(scores, ids, strict=True)]
         exclude = list(exclude_camids) if exclude_camids is not None else [None] * len(vectors)
         results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
         groups: dict[int | None, list[int]] = {}
@@ -246,13 +268,11 @@ class Gallery:
             groups.setdefault(camid, []).append(row)
         for camid, rows in groups.items():
             allowed = self._allowed(modality, camid, camids)
-            everything = bool(allowed.all())
             if not allowed.any():
                 continue
             k = min(top_k, int(allowed.sum()))
-            selector = None if everything else faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
-            index = self._index_for_search() if everything else self.index
-            scores, ids = index.search(vectors[rows], k, params=self._params(selector))
+            selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
+            scores, ids = self.index.search(vectors[rows], k, params=self._params(selector))
             for query, score_row, id_row in zip(rows, scores, ids, strict=True):
                 results[query] = [self._hit(rank, float(s), int(i))
                                   for rank, (s, i) in enumerate(zip(score_row, id_row, strict=True), 1) if i >= 0]
@@ -332,6 +352,7 @@ class Gallery:
                                f"{manifest.embedding_size}")
         gallery = cls(manifest, IndexSettings(**manifest.index), use_gpu)
         gallery.index, gallery.metadata = index, metadata
+        gallery.removed_count = sum(row["removed"] for row in metadata)
         return gallery
 
     def check_model(self, backbone: str, embedding_size: int, checkpoint_digest: str | None) -> None:
