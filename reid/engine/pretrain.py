@@ -31,7 +31,14 @@ from torchvision.datasets import ImageFolder
 
 from reid.engine.checkpoint import unwrap
 from reid.engine.history import History
-from reid.engine.trainer import epoch_seed, init_distributed, resolve_amp, resolve_device, seed_everything
+from reid.engine.trainer import (
+    epoch_seed,
+    init_distributed,
+    optimizer_step,
+    resolve_amp,
+    resolve_device,
+    seed_everything,
+)
 from reid.errors import ReidError
 from reid.io import atomic_torch_save
 from reid.models.attnet import AttNet, released_state_dict, remap_released_keys
@@ -170,13 +177,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
             if not torch.isfinite(loss):
                 raise ReidError(f"epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}; {last} keeps the "
                                 f"last good epoch")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(loss, model, optimizer, scaler, config.grad_clip)
             scheduler.step_update(epoch * steps + step + 1)
             if ema is not None:
                 ema.update(model, step=epoch * steps + step + 1)

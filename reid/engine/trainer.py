@@ -102,6 +102,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, grad_clip: float | None) -> None:
+    """Backward (loss-scaled under fp16), optional gradient-norm clipping, optimiser and scaler update."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def init_distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group under torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -263,13 +275,7 @@ class Trainer:
                     raise NonFiniteLossError(
                         f"epoch {epoch + 1}, step {step + 1}: the loss is {total.item()} ({values}); the run stopped "
                         f"and {self.files.last} keeps the last good epoch. Lower lr or set grad_clip, then --resume")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                if config.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
+                optimizer_step(total, model, optimizer, scaler, config.grad_clip)
                 scheduler.step_update(epoch * steps + step + 1)
                 for name, value in {"total": total, **named}.items():
                     sums[name] = sums.get(name, 0.0) + value.item()

@@ -1,26 +1,14 @@
-import os
-import random
-
 import pytest
+from reference_sampling import reference_gallery
 
 from reid.data import LLCM, DatasetError
 from reid.data.llcm import IR_CAMERAS, VIS_CAMERAS
 
 
-def reference_gallery(root, trial, modality):
-    """process_gallery_llcm of the LLCM / DEEN code, line for line."""
-    random.seed(trial)
+def llcm_reference_gallery(root, trial, modality):
     cameras = [f"test_vis/cam{c}" for c in VIS_CAMERAS] if modality == "vis" else \
         [f"test_nir/cam{c}" for c in IR_CAMERAS]
-    ids = (root / "idx/test_id.txt").read_text().splitlines()
-    ids = [f"{int(y):04d}" for y in ids[0].split(",")]
-    files = []
-    for pid in sorted(ids):
-        for camera in cameras:
-            folder = os.path.join(root, camera, pid)
-            if os.path.isdir(folder):
-                files.append(random.choice(sorted([folder + "/" + i for i in os.listdir(folder)])))
-    return files
+    return reference_gallery(root, trial, cameras, (root / "idx/test_id.txt").read_text().split(","))
 
 
 def test_counts_relabelling_and_cameras(synthetic):
@@ -40,7 +28,7 @@ def test_gallery_is_the_reference_draw(synthetic, direction, trial):
     root = synthetic("llcm")
     split = LLCM(root).test_split(direction, trial)
     gallery_modality = "vis" if direction == "ir2vis" else "ir"
-    assert [s.path for s in split.gallery] == reference_gallery(root, trial, gallery_modality)
+    assert [s.path for s in split.gallery] == llcm_reference_gallery(root, trial, gallery_modality)
     assert {s.modality for s in split.gallery} == {gallery_modality}
     assert len(split.query) == 24 and {s.modality for s in split.query} == {"ir" if direction == "ir2vis" else "vis"}
     for sample in split.gallery + split.query:

@@ -1,23 +1,12 @@
-import os
-import random
-
 import pytest
+from reference_sampling import reference_gallery
 
 from reid.data import SYSUMM01, DatasetError
 
 
-def reference_gallery(root, trial, mode):
-    """process_gallery_sysu of the SYSU-MM01 / AGW code, line for line."""
-    random.seed(trial)
+def sysu_reference_gallery(root, trial, mode):
     cameras = ["cam1", "cam2", "cam4", "cam5"] if mode == "all" else ["cam1", "cam2"]
-    ids = [f"{int(y):04d}" for y in (root / "exp/test_id.txt").read_text().splitlines()[0].split(",")]
-    files = []
-    for pid in sorted(ids):
-        for camera in cameras:
-            folder = os.path.join(root, camera, pid)
-            if os.path.isdir(folder):
-                files.append(random.choice(sorted([folder + "/" + i for i in os.listdir(folder)])))
-    return files
+    return reference_gallery(root, trial, cameras, (root / "exp/test_id.txt").read_text().split(","))
 
 
 @pytest.mark.parametrize("mode", ["all", "indoor"])
@@ -25,7 +14,7 @@ def reference_gallery(root, trial, mode):
 def test_query_and_gallery(synthetic, mode, trial):
     root = synthetic("sysu")  # 10 ids: test 4, val 1, train 5
     split = SYSUMM01(root, mode=mode).test_split("ir2vis", trial)
-    assert [s.path for s in split.gallery] == reference_gallery(root, trial, mode)
+    assert [s.path for s in split.gallery] == sysu_reference_gallery(root, trial, mode)
     assert {s.camid for s in split.query} <= {3, 6} and {s.modality for s in split.query} == {"ir"}
     assert {s.pid for s in split.query} == {7, 8, 9, 10}
     if mode == "indoor":
