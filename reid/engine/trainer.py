@@ -160,6 +160,12 @@ class Trainer:
             self._verify(dataset)
         train_samples = dataset.train(config.trial)
         num_classes = len({s.pid for s in train_samples})
+        model = build_model(config, num_classes).to(device)
+        if model.size_note:
+            self.say(f"[yellow]note:[/] {model.size_note}")
+            # the data must then be resized to what the model accepts, and the checkpoint says so
+            config = self.config = config.model_copy(update={"input_height": model.input_size[0],
+                                                             "input_width": model.input_size[1]})
         sampler = CrossModalityIdentitySampler(train_samples, config.batch_identities, config.batch_instances,
                                                config.seed, self.rank, self.world_size)
         loader = make_loader(SampleDataset(train_samples, train_pipelines(config.augment()), config.seq_len,
@@ -167,9 +173,6 @@ class Trainer:
                              batch_sampler=sampler, num_workers=config.num_workers, device=device,
                              generator=torch.Generator().manual_seed(config.seed))
 
-        model = build_model(config, num_classes).to(device)
-        if model.size_note:
-            self.say(f"[yellow]note:[/] {model.size_note}")
         if config.channels_last:  # also on CPU: conv weight gradients come back channels_last, as DDP expects
             model = model.to(memory_format=torch.channels_last)
         optimizer_args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}

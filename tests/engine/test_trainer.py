@@ -111,3 +111,13 @@ def test_torchrun_ddp_on_cpu(tiny_config, tmp_path):
     assert result.stdout.count("done:") == 1  # only rank 0 speaks
     assert "Grad strides do not match" not in result.stderr
     assert load_checkpoint(Path(config.output_dir) / "last.pt")["epoch"] == 1
+
+
+def test_fixed_size_backbone_trains_at_its_native_size(tiny_config):
+    # at 96x48 EfficientFormerV2 cannot run (its attention biases are sized for 224), at 64x32 it can
+    config = tiny_config(backbone="efficientformerv2_s0", epochs=1, batch_identities=2, input_height=96,
+                         input_width=48)
+    report = Trainer(config).fit()
+    checkpoint = load_checkpoint(Path(config.output_dir) / "last.pt")
+    assert (checkpoint["config"]["input_height"], checkpoint["config"]["input_width"]) == (224, 224)
+    assert set(report.results) == {"ir2vis", "vis2ir"}
