@@ -423,7 +423,7 @@ def index_build_command(
         images: Annotated[list[str] | None, typer.Option(help="Image files or folders instead of a dataset")] = None,
         index_type: Annotated[str, typer.Option("--type", help="flat (exact), hnsw or ivfpq")] = "flat",
         nlist: Annotated[int | None, typer.Option(min=1, help="ivfpq: inverted lists")] = None,
-        nprobe: Annotated[int, typer.Option(min=1, help="ivfpq: lists searched")] = 32,
+        nprobe: Annotated[int, typer.Option(min=1, help="ivfpq: lists searched")] = 64,
         hnsw_m: Annotated[int, typer.Option(min=4, help="hnsw: links per node")] = 32,
         ef_search: Annotated[int, typer.Option(min=1, help="hnsw: search depth")] = 128,
         input_size: Annotated[str, typer.Option(help="HxW for --backbone")] = "288x144",
