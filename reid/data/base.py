@@ -26,7 +26,6 @@ class ReIDDataset:
     protocol: ClassVar[str]
     directions: ClassVar[tuple[Direction, ...]] = DIRECTIONS
     num_trials: ClassVar[int] = 10
-    video: ClassVar[bool] = False
     trains_per_trial: ClassVar[bool] = False  # RegDB: one training split per trial
     samples_gallery: ClassVar[bool] = False  # LLCM, SYSU-MM01: a random gallery per trial
 

@@ -31,7 +31,6 @@ class VCMHITSZ(ReIDDataset):
     name = "vcm"
     protocol = "vcm"
     num_trials = 1
-    video = True
 
     def _parse(self, problems: list[str]) -> None:
         self._train = relabel(t for t in self._tracklets("Train", "train", problems) if len(t.frames) >= MIN_SEQ_LEN)
