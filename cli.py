@@ -269,10 +269,9 @@ def _open_dataset(dataset: str, data_root: str, sysu_mode: str):
     from reid.data import load_dataset
 
     parsed = load_dataset(dataset, data_root, **({"mode": sysu_mode} if dataset == "sysu" else {}))
-    files = parsed.count_files()
     with progress() as bar:
-        task = bar.add_task("checking images", total=files)
-        parsed.verify_images(lambda done: bar.advance(task, done))
+        task = bar.add_task("checking images", total=None)
+        parsed.verify_images(lambda done, total: bar.update(task, completed=done, total=total))
     return parsed
 
 

@@ -40,14 +40,24 @@ class ReIDDataset:
         if self.problems and strict:
             raise DatasetError(self.root, self.problems)
 
-    def verify_images(self, progress: Callable[[int], None] | None = None) -> None:
-        """Decode every image (at reduced scale) and raise DatasetError naming each unreadable one."""
-        problems = image_problems(self.all_files(), progress)
+    def verify_images(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Decode every image (at reduced scale) and raise DatasetError naming each unreadable one.
+
+        Args:
+            progress: Called as progress(images checked, total).
+        """
+        files = list(self.all_files())
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress:
+                progress(done, len(files))
+
+        problems = image_problems(files, advance)
         if problems:
             raise DatasetError(self.root, problems)
-
-    def count_files(self) -> int:
-        return sum(1 for _ in self.all_files())
 
     def _parse(self, problems: list[str]) -> None:
         raise NotImplementedError

@@ -231,10 +231,9 @@ class Trainer:
         return report
 
     def _verify(self, dataset) -> None:
-        total = dataset.count_files()
         with self._progress() as bar:
-            task = bar.add_task("checking images", total=total, info="")
-            dataset.verify_images(lambda done: bar.advance(task, done))
+            task = bar.add_task("checking images", total=None, info="")
+            dataset.verify_images(lambda done, total: bar.update(task, completed=done, total=total))
 
     def _progress(self) -> Progress:
         quiet = self.console is None or not self.console.is_terminal
