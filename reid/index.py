@@ -130,6 +130,7 @@ class Gallery:
         self.settings = settings
         self.metadata: list[dict[str, Any]] = []
         self.removed_count = 0
+        self._columns: dict[str, np.ndarray] | None = None  # metadata as arrays, for filters; rebuilt on change
         self.index: faiss.Index | None = None
         self.use_gpu = use_gpu and gpu_available() and settings.type != "hnsw"
         self._search_index: faiss.Index | None = None
@@ -183,6 +184,7 @@ class Gallery:
     def _append(self, vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
         self.index.add(vectors)
         self.metadata.extend({**row, "removed": False} for row in metadata)
+        self._columns = None
         self.manifest.items = self.live_count
         self._search_index = None
 
@@ -196,6 +198,7 @@ class Gallery:
                 row["removed"] = True
                 removed += 1
         self.removed_count += removed
+        self._columns = None
         self.manifest.items = self.live_count
         return removed
 
@@ -221,15 +224,25 @@ class Gallery:
             return faiss.IndexRefineSearchParameters(k_factor=self.settings.k_factor, base_index_params=base)
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
+    def _metadata_columns(self) -> dict[str, np.ndarray]:
+        if self._columns is None:
+            rows = self.metadata
+            self._columns = {
+                "live": np.array([not r["removed"] for r in rows], dtype=bool),
+                "modality": np.array([r.get("modality") or "" for r in rows]),
+                "camid": np.array([-1 if r.get("camid") is None else r["camid"] for r in rows], dtype=np.int64),
+            }
+        return self._columns
+
     def _allowed(self, modality: str | None, exclude_camid: int | None, camids: Sequence[int] | None) -> np.ndarray:
-        rows = self.metadata
-        mask = np.array([not r["removed"] for r in rows])
+        columns = self._metadata_columns()
+        mask = columns["live"].copy()
         if modality is not None:
-            mask &= np.array([r.get("modality") == modality for r in rows])
+            mask &= columns["modality"] == modality
         if exclude_camid is not None:
-            mask &= np.array([r.get("camid") != exclude_camid for r in rows])
+            mask &= columns["camid"] != exclude_camid
         if camids is not None:
-            mask &= np.isin([r.get("camid", -1) for r in rows], list(camids))
+            mask &= np.isin(columns["camid"], list(camids))
         return mask
 
     def search(
