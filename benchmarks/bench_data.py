@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from reid.data import load_dataset
+from reid.data import load_dataset, make_dataset
 from reid.data.loader import SampleDataset, default_workers, make_loader
 from reid.data.sampler import CrossModalityIdentitySampler
-from reid.data.synthetic import make_dataset
 from reid.data.transforms import AugmentConfig, train_pipelines
 from reid.models.backbones import create_backbone
 from reid.profiling import interleaved_medians

@@ -2,8 +2,8 @@
 
 1. LLCM test scale (7,166 infrared queries x 3,159 visible gallery images: 351 identities, one image per
    identity and camera), LLCM protocol, on the same distance matrix: reid.metrics.evaluate_rank against the
-   straightforward per-query loop of the public VI-ReID evaluation scripts (evaluate_rank_loop: Python work per
-   gallery item) and against this project's per-query oracle (evaluate_rank_reference, numpy per row).
+   tests' oracle, which is the straightforward per-query loop of the public VI-ReID evaluation scripts (Python
+   work per gallery item; tests/reference_metrics.py).
 2. 50,000 x 50,000 from 256-d features (reid.metrics.evaluate_features, chunked): time and peak RSS.
 
     python benchmarks/bench_metrics.py [--large 50000]
@@ -11,15 +11,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from reid.metrics import evaluate_features, evaluate_rank, pairwise_distance
-from reid.metrics_reference import evaluate_rank_loop, evaluate_rank_reference
 from reid.profiling import peak_memory_mb
 from reid.report import markdown_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference_metrics import evaluate_rank_reference  # noqa: E402  (the tests' oracle is the peer)
 
 
 def features(pids: np.ndarray, centres: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
@@ -30,23 +34,24 @@ def llcm_scale(rounds: int) -> list[list[str]]:
     rng = np.random.default_rng(0)
     generator = torch.Generator().manual_seed(0)
     ids = np.arange(351)
-    g_pids, g_camids = np.repeat(ids, 9), np.tile(np.arange(1, 10), 351)  # 3,159
-    q_pids = rng.choice(ids, 7166)
-    q_camids = rng.choice([1, 2, 4, 5, 6, 7, 8, 9], 7166)
+    gallery_pids, gallery_camids = np.repeat(ids, 9), np.tile(np.arange(1, 10), 351)  # 3,159
+    query_pids = rng.choice(ids, 7166)
+    query_camids = rng.choice([1, 2, 4, 5, 6, 7, 8, 9], 7166)
     centres = torch.randn(351, 256, generator=generator)
-    distmat = pairwise_distance(features(q_pids, centres, 1.5, generator), features(g_pids, centres, 1.5, generator))
-    distmat_np = distmat.numpy()
+    distances = pairwise_distance(features(query_pids, centres, 1.5, generator),
+                                  features(gallery_pids, centres, 1.5, generator))
+    distances_np = distances.numpy()
 
     peers = {}
-    for name, function in (("per-query loop of the public evaluation scripts", evaluate_rank_loop),
-                           ("per-query oracle (numpy per row)", evaluate_rank_reference)):
+    for name, function in (("per-query loop of the public evaluation scripts (the tests' oracle)",
+                            evaluate_rank_reference),):
         start = time.perf_counter()
-        result = function(distmat_np, q_pids, g_pids, q_camids, g_camids, "llcm")
+        result = function(distances_np, query_pids, gallery_pids, query_camids, gallery_camids, "llcm")
         peers[name] = (time.perf_counter() - start, result)
     ours_times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        ours = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, "llcm")
+        ours = evaluate_rank(distances, query_pids, gallery_pids, query_camids, gallery_camids, "llcm")
         ours_times.append(time.perf_counter() - start)
     ours_seconds = float(np.median(ours_times))
     loop_seconds = next(iter(peers.values()))[0]
@@ -64,15 +69,16 @@ def large_scale(size: int) -> list[str]:
     rng = np.random.default_rng(1)
     num_ids = size // 10
     centres = torch.randn(num_ids, 256, generator=generator)
-    q_pids, g_pids = rng.integers(0, num_ids, size), rng.integers(0, num_ids, size)
-    query = features(q_pids, centres, 1.5, generator)
-    gallery = features(g_pids, centres, 1.5, generator)
-    q_camids, g_camids = rng.integers(1, 5, size), rng.integers(1, 5, size)
+    query_pids, gallery_pids = rng.integers(0, num_ids, size), rng.integers(0, num_ids, size)
+    query = features(query_pids, centres, 1.5, generator)
+    gallery = features(gallery_pids, centres, 1.5, generator)
+    query_camids, gallery_camids = rng.integers(1, 5, size), rng.integers(1, 5, size)
     outcome = {}
 
     def run() -> None:
         start = time.perf_counter()
-        outcome["result"] = evaluate_features(query, gallery, q_pids, g_pids, q_camids, g_camids, "llcm")
+        outcome["result"] = evaluate_features(query, gallery, query_pids, gallery_pids, query_camids, gallery_camids,
+                                              "llcm")
         outcome["seconds"] = time.perf_counter() - start
 
     growth = peak_memory_mb(run)

@@ -1,17 +1,19 @@
 """Experiment configuration: one flat YAML file per experiment, validated into a typed model.
 
-Unknown keys, wrong types and missing paths are refused before any work starts, with the key named. The command
-line overrides single fields (``reid train --config X --epochs 5``).
+``TrainConfig`` describes a re-ID training run (``reid train``, ``reid compare``), ``PretrainConfig`` an ImageNet
+run (``reid pretrain``). Unknown keys, wrong types and missing paths are refused before any work starts, with the
+key named. The command line overrides single fields (``reid train --config X --epochs 5``).
 """
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reid.data.registry import DatasetLiteral
 from reid.data.transforms import AugmentConfig
 from reid.errors import ReidError
 
@@ -20,13 +22,23 @@ class ConfigError(ReidError):
     """A config file or override is not valid."""
 
 
-class TrainConfig(BaseModel):
-    """Every setting of a training run (see configs/ for documented examples)."""
+Config = TypeVar("Config", bound="FlatConfig")
+
+
+class FlatConfig(BaseModel):
+    """A flat, typed config that refuses unknown keys."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+
+class TrainConfig(FlatConfig):
+    """Every setting of a training run (see configs/ for documented examples)."""
+
     # data
-    dataset: Literal["llcm", "vcm", "sysu", "regdb"]
+    dataset: DatasetLiteral
     data_root: str
     output_dir: str = "runs/experiment"
     trial: int = Field(0, ge=0, description="RegDB split (0..9) to train and test on")
@@ -89,6 +101,15 @@ class TrainConfig(BaseModel):
         return {"id": self.id_weight, "triplet_cross": self.triplet_cross_weight,
                 "triplet_batch": self.triplet_batch_weight}
 
+    def with_batch_size(self, batch_size: int) -> TrainConfig:
+        """A copy with ``batch_identities`` set so a batch holds ``batch_size`` images (2 modalities x identities x
+        batch_instances)."""
+        per_identity = 2 * self.batch_instances
+        if batch_size % per_identity or batch_size // per_identity < 2:
+            raise ConfigError(f"--batch-size must be a multiple of 2 x batch_instances = {per_identity} "
+                              f"covering at least 2 identities, got {batch_size}")
+        return self.model_copy(update={"batch_identities": batch_size // per_identity})
+
     def check_paths(self) -> None:
         """Refuse missing input paths before a run starts."""
         if not Path(self.data_root).is_dir():
@@ -96,16 +117,44 @@ class TrainConfig(BaseModel):
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise ConfigError(f"pretrained: no such file {self.pretrained}")
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+class PretrainConfig(FlatConfig):
+    """Every setting of an ImageNet run; the defaults are the paper's DeiT-style recipe."""
+
+    data_root: str = Field(description="ImageFolder tree with train/ and val/ (one folder per class)")
+    model: str = "attnet_t2"
+    output_dir: str = "runs/pretrain"
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(128, ge=2, description="images per process")
+    lr: float = Field(4e-3, gt=0, description="for a global batch of 4096; scaled linearly")
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(5, ge=0)
+    min_lr: float = Field(1e-5, ge=0)
+    drop_path_rate: float | None = Field(None, ge=0, lt=1, description="None: the variant's own rate")
+    input_size: int = Field(224, ge=16)
+    crop_pct: float = Field(0.875, gt=0, le=1)
+    auto_augment: str = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = Field(0.4, ge=0)
+    reprob: float = Field(0.25, ge=0, le=1)
+    mixup: float = Field(0.8, ge=0)
+    cutmix: float = Field(1.0, ge=0)
+    smoothing: float = Field(0.1, ge=0, lt=1)
+    model_ema: bool = True
+    ema_decay: float = Field(0.9999, gt=0, lt=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(8, ge=0)
+    seed: int = 0
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, kind: type[FlatConfig]) -> str:
     messages = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(file)"
         if item["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, TrainConfig.model_fields, n=1)
+            close = difflib.get_close_matches(key, kind.model_fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             messages.append(f"unknown key {key!r}{hint}")
         elif item["type"] == "missing":
@@ -115,23 +164,31 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(messages)
 
 
-def make_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
+def make_config(values: dict[str, Any], source: str = "config", kind: type[Config] = TrainConfig) -> Config:
+    """Validate ``values`` into a ``kind`` config; every problem is named in one ConfigError."""
     try:
-        return TrainConfig(**values)
+        return kind(**values)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        raise ConfigError(_describe(error, source, kind)) from None
 
 
-def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a flat YAML config and apply non-None overrides (command-line options)."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a flat YAML file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
         values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(values).__name__}")
+    return values
+
+
+def load_config(path: str | Path | None, kind: type[Config] = TrainConfig, **overrides: Any) -> Config:
+    """Read a flat YAML config (None: the defaults of ``kind``) and apply non-None overrides (command-line
+    options)."""
+    values = read_yaml(path) if path is not None else {}
     values.update({key: value for key, value in overrides.items() if value is not None})
-    return make_config(values, str(path))
+    return make_config(values, str(path) if path is not None else "command line", kind)

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from reid.errors import ReidError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(temporary_path)`` then rename the temporary file over ``path`` (same directory, so the
@@ -23,6 +25,21 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def ensure_writable(path: str | Path) -> Path:
+    """Check before long work that ``path`` can be written (its folder is made); a ReidError names it if not."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ReidError(f"{path}: cannot be written ({error.strerror or error})") from None
+    if path.is_dir():
+        raise ReidError(f"{path}: is a directory, not a file")
     return path
 
 

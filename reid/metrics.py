@@ -6,7 +6,7 @@ its filtered ranked gallery list and P positives, AP = (1/P) * sum over positive
 the first k places (identity de-duplicated for LLCM and SYSU-MM01). Queries without a valid match are excluded
 from mAP, mINP and the CMC denominator. Ties in distance are broken by gallery order (a stable sort).
 
-``reid.metrics_reference`` holds the same definitions written per query; the tests hold the two to 1e-6.
+``tests/reference_metrics.py`` holds the same definitions written per query; the tests hold the two to 1e-6.
 """
 from __future__ import annotations
 
@@ -141,23 +141,16 @@ class RankEvaluator:
         # No sort of the gallery. Each query's positives (few) are sorted by (distance, gallery index); one
         # searchsorted puts every gallery item in the bucket of the first positive it precedes, and the running
         # sum of each query's bucket counts is the place of each positive in the filtered ranking. Ties go by
-        # gallery order, as a stable sort would order them. Matches and removals are sparse lists, not masks.
+        # gallery order, as a stable sort would order them. Matches and removals become sparse lists.
         num_queries, num_gallery = distances.shape
         device = distances.device
         self._queries += num_queries
         if torch.isnan(distances).any():
             raise ReidError("the distances contain NaN")
-        match_rows, match_cols = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)).nonzero(as_tuple=True)
-        removed_rows = removed_cols = match_rows[:0]
-        if self.protocol.removal == "same_pid_and_camera":
-            same_camera = gallery_camids[match_cols] == query_camids[match_rows]
-            removed_rows, removed_cols = match_rows[same_camera], match_cols[same_camera]
-            match_rows, match_cols = match_rows[~same_camera], match_cols[~same_camera]
-        elif self.protocol.removal == "cam3_query_drops_cam2":
-            drops = (query_camids == 3).unsqueeze(1) & (gallery_camids == 2).unsqueeze(0)
-            removed_rows, removed_cols = drops.nonzero(as_tuple=True)
-            keep = ~drops[match_rows, match_cols]
-            match_rows, match_cols = match_rows[keep], match_cols[keep]
+        removed = self.protocol.removed(query_pids, query_camids, gallery_pids, gallery_camids)
+        removed_rows, removed_cols = removed.nonzero(as_tuple=True)
+        matches = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)) & ~removed
+        match_rows, match_cols = matches.nonzero(as_tuple=True)
         num_positives = torch.bincount(match_rows, minlength=num_queries)
         valid = num_positives > 0
         if not valid.any():
@@ -217,11 +210,11 @@ class RankEvaluator:
 
 
 def evaluate_rank(
-        distmat: np.ndarray | torch.Tensor,
-        q_pids: ArrayLike,
-        g_pids: ArrayLike,
-        q_camids: ArrayLike,
-        g_camids: ArrayLike,
+        distances: np.ndarray | torch.Tensor,
+        query_pids: ArrayLike,
+        gallery_pids: ArrayLike,
+        query_camids: ArrayLike,
+        gallery_camids: ArrayLike,
         protocol: str | Protocol = "standard",
         max_rank: int = 20,
 ) -> RankResult:
@@ -229,9 +222,9 @@ def evaluate_rank(
 
     The work is done in chunks of queries with torch, on the matrix's device (CUDA when it is there).
     """
-    distmat = torch.as_tensor(distmat)
-    evaluator = RankEvaluator(g_pids, g_camids, protocol, max_rank, device=distmat.device)
-    evaluator.process(distmat, q_pids, q_camids)
+    distances = torch.as_tensor(distances)
+    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=distances.device)
+    evaluator.process(distances, query_pids, query_camids)
     return evaluator.evaluate()
 
 
@@ -249,10 +242,10 @@ def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, metric: Metric
 def evaluate_features(
         query_features: torch.Tensor,
         gallery_features: torch.Tensor,
-        q_pids: ArrayLike,
-        g_pids: ArrayLike,
-        q_camids: ArrayLike,
-        g_camids: ArrayLike,
+        query_pids: ArrayLike,
+        gallery_pids: ArrayLike,
+        query_camids: ArrayLike,
+        gallery_camids: ArrayLike,
         protocol: str | Protocol = "standard",
         metric: Metric = "cosine",
         max_rank: int = 20,
@@ -263,13 +256,13 @@ def evaluate_features(
     if query_features.shape[1:] != gallery_features.shape[1:]:
         raise ValueError(f"query features {tuple(query_features.shape)} and gallery features "
                          f"{tuple(gallery_features.shape)} differ in size")
-    evaluator = RankEvaluator(g_pids, g_camids, protocol, max_rank, device=gallery_features.device)
-    q_pids = _as_tensor(q_pids, gallery_features.device, "q_pids")
-    q_camids = _as_tensor(q_camids, gallery_features.device, "q_camids")
+    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=gallery_features.device)
+    query_pids = _as_tensor(query_pids, gallery_features.device, "query_pids")
+    query_camids = _as_tensor(query_camids, gallery_features.device, "query_camids")
     step = max(1, _CHUNK_ELEMENTS // len(gallery_features))
     for start in range(0, len(query_features), step):
         stop = start + step
         distances = pairwise_distance(query_features[start:stop].to(gallery_features.device), gallery_features,
                                       metric)
-        evaluator.process(distances, q_pids[start:stop], q_camids[start:stop])
+        evaluator.process(distances, query_pids[start:stop], query_camids[start:stop])
     return evaluator.evaluate()

@@ -1,6 +1,7 @@
-"""The official cross-modality evaluation protocols: which gallery items a query may not match, and CMC style.
+"""The official cross-modality evaluation protocols: which gallery items a query does not see, and the CMC style.
 
-specs/datasets.md has the rules; in short:
+Every caller that needs the rule (the evaluator, the test oracle, rank-list pictures, the demo's gallery query)
+asks a ``Protocol`` object; datasets hold theirs. The rules (see the dataset readers for the layouts):
 
 =========  ==================================================  =====================================
 protocol   gallery items removed for a query                   CMC
@@ -14,14 +15,36 @@ standard   same pid and same camera                            standard
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+import numpy as np
 import torch
 
 from reid.errors import ReidError
 
-Removal = Literal["same_pid_and_camera", "cam3_query_drops_cam2", "none"]
+IdTensor = torch.Tensor | np.ndarray | Sequence[int]
+# (query pids, query camids, gallery pids, gallery camids), broadcast to (queries, gallery) -> removed
+RemovalRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _same_identity_and_camera(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
+    return (query_pids == gallery_pids) & (query_camids == gallery_camids)
+
+
+def _camera3_drops_camera2(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
+    # SYSU-MM01: cameras 2 and 3 are in the same room, so a camera-3 query never sees camera-2 images
+    return (query_camids == 3) & (gallery_camids == 2)
+
+
+def _nothing(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
+    return torch.zeros(torch.broadcast_shapes(query_pids.shape, gallery_pids.shape), dtype=torch.bool,
+                       device=query_pids.device)
+
+
+def _ids(values: IdTensor, device: torch.device | None = None) -> torch.Tensor:
+    tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    return tensor.to(device=device if device is not None else tensor.device, dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -29,52 +52,51 @@ class Protocol:
     """An evaluation protocol.
 
     Attributes:
-        name: Protocol name, as used on the command line.
-        removal: Which gallery items are removed for each query.
+        name: Protocol name, as written in reports.
+        removes: The removal rule, in words.
         dedup_cmc: Rank-k over the ranked list with only the first item of each identity kept (LLCM and
             SYSU-MM01 reference code); mAP and mINP always use the full filtered list.
     """
 
     name: str
-    removal: Removal
+    removes: str
     dedup_cmc: bool
+    rule: RemovalRule
+
+    def removed(
+            self,
+            query_pids: IdTensor,
+            query_camids: IdTensor,
+            gallery_pids: IdTensor,
+            gallery_camids: IdTensor,
+    ) -> torch.Tensor:
+        """Boolean (queries, gallery) mask: True where the gallery item is hidden from the query.
+
+        Every argument is one-dimensional; the mask is on the device of ``gallery_pids``.
+        """
+        device = gallery_pids.device if isinstance(gallery_pids, torch.Tensor) else None
+        gallery_pids, gallery_camids = _ids(gallery_pids, device), _ids(gallery_camids, device)
+        device = gallery_pids.device
+        query_pids, query_camids = _ids(query_pids, device), _ids(query_camids, device)
+        if not (query_pids.ndim == query_camids.ndim == gallery_pids.ndim == gallery_camids.ndim == 1):
+            raise ValueError("pids and camids must be one-dimensional")
+        return self.rule(query_pids.unsqueeze(1), query_camids.unsqueeze(1), gallery_pids.unsqueeze(0),
+                         gallery_camids.unsqueeze(0))
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "llcm": Protocol("llcm", "same_pid_and_camera", dedup_cmc=True),
-    "sysu": Protocol("sysu", "cam3_query_drops_cam2", dedup_cmc=True),
-    "regdb": Protocol("regdb", "none", dedup_cmc=False),
-    "vcm": Protocol("vcm", "same_pid_and_camera", dedup_cmc=False),
-    "standard": Protocol("standard", "same_pid_and_camera", dedup_cmc=False),
-}
+LLCM = Protocol("llcm", "same pid and same camera", True, _same_identity_and_camera)
+SYSU = Protocol("sysu", "camera-2 items for a camera-3 query", True, _camera3_drops_camera2)
+REGDB = Protocol("regdb", "nothing", False, _nothing)
+VCM = Protocol("vcm", "same pid and same camera", False, _same_identity_and_camera)
+STANDARD = Protocol("standard", "same pid and same camera", False, _same_identity_and_camera)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (LLCM, SYSU, REGDB, VCM, STANDARD)}
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
+    """The protocol object for a name (an object is returned as it is)."""
     if isinstance(protocol, Protocol):
         return protocol
     if protocol not in PROTOCOLS:
         raise ReidError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     return PROTOCOLS[protocol]
-
-
-def removal_mask(
-        protocol: Protocol,
-        ranked_matches: torch.Tensor,
-        ranked_camids: torch.Tensor,
-        query_camids: torch.Tensor,
-) -> torch.Tensor | None:
-    """Boolean (queries, gallery) mask of removed items, in ranked order; None when nothing is removed.
-
-    Args:
-        protocol: The protocol.
-        ranked_matches: Whether each ranked gallery item has the query's pid.
-        ranked_camids: Camera of each ranked gallery item.
-        query_camids: Camera of each query.
-    """
-    if protocol.removal == "none":
-        return None
-    if protocol.removal == "same_pid_and_camera":
-        return ranked_matches & (ranked_camids == query_camids.unsqueeze(1))
-    if protocol.removal == "cam3_query_drops_cam2":
-        return (query_camids == 3).unsqueeze(1) & (ranked_camids == 2)
-    raise AssertionError(protocol.removal)

@@ -1,7 +1,7 @@
 """k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding",
 CVPR 2017), vectorised over rows and computed in chunks.
 
-The result equals the authors' per-row loops (``reid.metrics_reference.re_ranking_reference``) up to float
+The result equals the authors' per-row loops (``re_ranking_reference`` in tests/reference_metrics.py) up to float
 rounding. Memory is O(N^2) float32 for N = queries + gallery (two N x N matrices: the normalised distances and
 the k-reciprocal weights), which is the method's own cost; everything else is chunked.
 """
@@ -24,9 +24,9 @@ def _chunks(total: int, per_row: int) -> Iterator[slice]:
 
 
 def k_reciprocal_rerank(
-        q_g_dist: torch.Tensor | np.ndarray,
-        q_q_dist: torch.Tensor | np.ndarray,
-        g_g_dist: torch.Tensor | np.ndarray,
+        query_gallery: torch.Tensor | np.ndarray,
+        query_query: torch.Tensor | np.ndarray,
+        gallery_gallery: torch.Tensor | np.ndarray,
         k1: int = 20,
         k2: int = 6,
         lambda_value: float = 0.3,
@@ -34,14 +34,14 @@ def k_reciprocal_rerank(
     """Re-ranked (queries x gallery) distances from query-gallery, query-query and gallery-gallery distances.
 
     Args:
-        q_g_dist: Query-gallery distances.
-        q_q_dist: Query-query distances.
-        g_g_dist: Gallery-gallery distances.
+        query_gallery: Query-gallery distances.
+        query_query: Query-query distances.
+        gallery_gallery: Gallery-gallery distances.
         k1: Neighbourhood size of the k-reciprocal sets.
         k2: Neighbours averaged in the local query expansion.
         lambda_value: Weight of the original distance in the final one.
     """
-    q_g, q_q, g_g = (torch.as_tensor(d, dtype=torch.float32) for d in (q_g_dist, q_q_dist, g_g_dist))
+    q_g, q_q, g_g = (torch.as_tensor(d, dtype=torch.float32) for d in (query_gallery, query_query, gallery_gallery))
     num_queries, num_all = q_g.shape[0], q_g.shape[0] + q_g.shape[1]
     device = q_g.device
     original = torch.cat([torch.cat([q_q, q_g], 1), torch.cat([q_g.T, g_g], 1)], 0).square_()

@@ -1,4 +1,5 @@
-"""Rank-list pictures: each query with its top-k gallery matches, green for correct and red for wrong."""
+"""Rank-list pictures: each query with its top-k gallery matches, green for correct and red for wrong (grey
+when the query's identity is unknown)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,21 +14,26 @@ from reid.data.images import load_image
 from reid.data.samples import Sample
 from reid.io import atomic_write
 from reid.metrics import Metric, pairwise_distance
-from reid.protocols import get_protocol, removal_mask
+from reid.protocols import Protocol
 
 TILE = (128, 64)  # height, width of each thumbnail
 BORDER = 4
-GREEN, RED, BLUE = (40, 170, 60), (210, 40, 40), (60, 110, 220)
+GREEN, RED, BLUE, GREY = (40, 170, 60), (210, 40, 40), (60, 110, 220), (150, 150, 150)
 
 
 @dataclass(frozen=True)
 class RankList:
+    """A query and its best gallery matches, best first."""
+
     query: Sample
     matches: list[Sample]
     scores: list[float]  # cosine similarity (or negative distance)
 
     @property
-    def correct(self) -> list[bool]:
+    def correct(self) -> list[bool | None]:
+        """Per match: same identity as the query; None for every match when the query's identity is unknown."""
+        if self.query.pid < 0:
+            return [None] * len(self.matches)
         return [m.pid == self.query.pid for m in self.matches]
 
 
@@ -36,22 +42,19 @@ def rank_lists(
         query_features: torch.Tensor,
         gallery_samples: Sequence[Sample],
         gallery_features: torch.Tensor,
-        protocol: str,
+        protocol: Protocol,
         top_k: int = 10,
         metric: Metric = "cosine",
 ) -> list[RankList]:
-    """Top-k gallery items of each query after the protocol's removal rule."""
+    """Top-k gallery items of each query, without the items the protocol hides from it (ties by gallery order)."""
     distances = pairwise_distance(query_features, gallery_features, metric)
-    order = torch.sort(distances, dim=1, stable=True).indices
-    g_pids = torch.tensor([s.pid for s in gallery_samples])[order]
-    g_cams = torch.tensor([s.camid for s in gallery_samples])[order]
-    q_pids = torch.tensor([s.pid for s in query_samples])
-    q_cams = torch.tensor([s.camid for s in query_samples])
-    removed = removal_mask(get_protocol(protocol), g_pids == q_pids[:, None], g_cams, q_cams)
+    removed = protocol.removed([s.pid for s in query_samples], [s.camid for s in query_samples],
+                               [s.pid for s in gallery_samples], [s.camid for s in gallery_samples])
+    order = torch.sort(distances.masked_fill(removed, torch.inf), dim=1, stable=True).indices
+    visible = (~removed).sum(1).tolist()
     out = []
     for row, query in enumerate(query_samples):
-        kept = order[row] if removed is None else order[row][~removed[row]]
-        top = kept[:top_k].tolist()
+        top = order[row, :min(top_k, visible[row])].tolist()
         scores = (-distances[row, top] if metric == "euclidean" else 1 - distances[row, top]).tolist()
         out.append(RankList(query, [gallery_samples[i] for i in top], scores))
     return out
@@ -78,15 +81,16 @@ def draw_rank_lists(panels: dict[str, list[RankList]], path: str | Path, title: 
     draw.text((8, 4), title, fill=(0, 0, 0), font=font)
     for column, (name, lists) in enumerate(panels.items()):
         left = column * panel_w
-        draw.text((left + 8, 20), f"{name}: query (blue), top-{top_k} (green = same identity, red = different)",
-                  fill=(0, 0, 0), font=font)
+        draw.text((left + 8, 20), f"{name}: query (blue), top-{top_k} (green = same identity, red = different, "
+                              "grey = query identity unknown)", fill=(0, 0, 0), font=font)
         for row, ranks in enumerate(lists):
             y = header + row * (tile_h + caption + 8)
             canvas.paste(_thumbnail(ranks.query, BLUE), (left + 4, y))
-            draw.text((left + 4, y + tile_h), f"id {ranks.query.pid} c{ranks.query.camid}", fill=(0, 0, 0), font=font)
+            caption_text = f"id {ranks.query.pid} c{ranks.query.camid}" if ranks.query.pid >= 0 else "id ?"
+            draw.text((left + 4, y + tile_h), caption_text, fill=(0, 0, 0), font=font)
             for k, (match, ok, score) in enumerate(zip(ranks.matches, ranks.correct, ranks.scores, strict=True)):
                 x = left + 4 + (k + 1) * (tile_w + 4) + 12
-                canvas.paste(_thumbnail(match, GREEN if ok else RED), (x, y))
+                canvas.paste(_thumbnail(match, GREY if ok is None else GREEN if ok else RED), (x, y))
                 draw.text((x, y + tile_h), f"{score:.2f}", fill=(0, 0, 0), font=font)
     path = Path(path)
     return atomic_write(path, lambda temporary: canvas.save(temporary, format="PNG"))

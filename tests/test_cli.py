@@ -75,4 +75,6 @@ def test_data_check_lists_every_problem_and_exits_2(tmp_path):
 
 def test_data_check_unknown_dataset():
     result = runner.invoke(app, ["data", "check", "--dataset", "market1501", "--root", "."])
-    assert result.exit_code == 2 and "--dataset must be one of llcm, vcm, sysu, regdb" in result.stderr
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "error: Invalid value for '--dataset' / '-d': 'market1501' is not one of 'llcm', 'vcm', 'sysu', 'regdb'" \
+        in result.stderr

@@ -7,11 +7,9 @@ import yaml
 from typer.testing import CliRunner
 
 from cli import app
-from reid.data import load_dataset
-from reid.data.synthetic import make_dataset
-from reid.data.transforms import AugmentConfig, eval_pipeline
-from reid.engine.checkpoint import model_from_checkpoint
+from reid.data import load_dataset, make_dataset
 from reid.engine.evaluate import evaluate_dataset
+from reid.engine.inference import Embedder
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -48,9 +46,8 @@ def test_evaluate_from_the_checkpoint_alone(trained, tmp_path):
     data = json.loads(output.read_text())
     assert data["trials"] == 3 and set(data["results"]) == {"ir2vis", "vis2ir"}
     assert set(data["results"]["ir2vis"]["std"]) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
-    model, _ = model_from_checkpoint(run / "best.pt")
-    expected = evaluate_dataset(model, load_dataset("llcm", root), eval_pipeline(AugmentConfig(64, 32)), trials=3,
-                                num_workers=0).to_dict()
+    embedder = Embedder.from_checkpoint(run / "best.pt", num_workers=0)
+    expected = evaluate_dataset(embedder, load_dataset("llcm", root), trials=3).report.to_dict()
     assert data["results"] == expected["results"]
     assert (tmp_path / "ranks.png").read_bytes()[:4] == b"\x89PNG"
     assert "ir -> vis" in result.stdout
@@ -87,6 +84,11 @@ def test_index_build_query_add_remove_info(trained, tmp_path):
     info = runner.invoke(app, ["index", "info", "--index", str(gallery)])
     manifest = json.loads(info.stdout)
     assert manifest["backbone"] == "attnet_xxs" and manifest["removed"] == 1 and manifest["index"]["type"] == "flat"
+    live = manifest["items"]
+    compacted = runner.invoke(app, ["index", "compact", "--index", str(gallery)])
+    assert compacted.exit_code == 0 and "1 removed items dropped" in compacted.stdout, compacted.output
+    manifest = json.loads(runner.invoke(app, ["index", "info", "--index", str(gallery)]).stdout)
+    assert manifest["removed"] == 0 and manifest["items"] == live and manifest["checkpoint_digest"]
     wrong = runner.invoke(app, ["index", "query", "--index", str(gallery), "--backbone", "attnet_xxs",
                                 "--input-size", "64x32", "--image", str(query)])
     assert wrong.exit_code == 2 and "the query model does not match the gallery: checkpoint" in wrong.stderr
@@ -112,7 +114,8 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path):
         (["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--dataset", "llcm", "--data-root", str(root)],
          "x.pt: no such checkpoint"),
         (["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm", "--data-root", str(root),
-          "--direction", "up"], "--direction must be ir2vis, vis2ir or both"),
+          "--direction", "up"], "error: Invalid value for '--direction': 'up' is not one of 'ir2vis', 'vis2ir', "
+                                "'both'"),
         (["index", "query", "--index", str(tmp_path), "--backbone", "attnet_xxs", "--image", "a.jpg"],
          "not a gallery"),
     ]
@@ -124,6 +127,7 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and "Traceback" not in result.output, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
 
 
 def test_evaluate_through_an_exact_faiss_gallery_gives_the_same_metrics(trained, tmp_path):

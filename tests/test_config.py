@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from reid.config import ConfigError, TrainConfig, load_config, make_config
+from reid.config import ConfigError, PretrainConfig, TrainConfig, load_config, make_config
 
 ROOT = Path(__file__).parent.parent
 
@@ -56,4 +56,5 @@ def test_every_shipped_config_is_valid():
     configs = sorted((ROOT / "configs").glob("*.yaml"))
     assert configs
     for path in configs:
-        assert isinstance(load_config(path), TrainConfig), path
+        kind = PretrainConfig if path.name.startswith("pretrain") else TrainConfig
+        assert isinstance(load_config(path, kind), kind), path

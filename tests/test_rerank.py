@@ -1,21 +1,21 @@
 import numpy as np
 import pytest
 import torch
+from reference_metrics import re_ranking_reference
 
 from reid import rerank
 from reid.metrics import evaluate_rank, pairwise_distance
-from reid.metrics_reference import re_ranking_reference
 from reid.rerank import k_reciprocal_rerank
 
 
 def clustered(seed: int, num_queries: int, num_gallery: int, num_ids: int = 8):
     generator = torch.Generator().manual_seed(seed)
     centres = torch.randn(num_ids, 32, generator=generator)
-    q_pids = torch.randint(0, num_ids, (num_queries,), generator=generator)
-    g_pids = torch.randint(0, num_ids, (num_gallery,), generator=generator)
-    query = centres[q_pids] + 0.9 * torch.randn(num_queries, 32, generator=generator)
-    gallery = centres[g_pids] + 0.9 * torch.randn(num_gallery, 32, generator=generator)
-    return query, gallery, q_pids, g_pids
+    query_pids = torch.randint(0, num_ids, (num_queries,), generator=generator)
+    gallery_pids = torch.randint(0, num_ids, (num_gallery,), generator=generator)
+    query = centres[query_pids] + 0.9 * torch.randn(num_queries, 32, generator=generator)
+    gallery = centres[gallery_pids] + 0.9 * torch.randn(num_gallery, 32, generator=generator)
+    return query, gallery, query_pids, gallery_pids
 
 
 def distances(query, gallery):
@@ -46,9 +46,9 @@ def test_chunked_equals_unchunked(monkeypatch):
 
 
 def test_reranking_improves_map_on_clustered_data():
-    query, gallery, q_pids, g_pids = clustered(7, 60, 200, num_ids=10)
+    query, gallery, query_pids, gallery_pids = clustered(7, 60, 200, num_ids=10)
     q_g, q_q, g_g = distances(query, gallery)
     cams_q, cams_g = torch.zeros(60), torch.ones(200)
-    before = evaluate_rank(q_g, q_pids, g_pids, cams_q, cams_g).mAP
-    after = evaluate_rank(k_reciprocal_rerank(q_g, q_q, g_g), q_pids, g_pids, cams_q, cams_g).mAP
+    before = evaluate_rank(q_g, query_pids, gallery_pids, cams_q, cams_g).mAP
+    after = evaluate_rank(k_reciprocal_rerank(q_g, q_q, g_g), query_pids, gallery_pids, cams_q, cams_g).mAP
     assert after > before

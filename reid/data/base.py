@@ -10,29 +10,42 @@ from typing import ClassVar
 from reid.data.errors import DatasetError
 from reid.data.images import image_problems
 from reid.data.samples import DIRECTIONS, Direction, EvalSplit, Sample, statistics
+from reid.protocols import Protocol
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ReIDDataset:
-    """A dataset root parsed into plain lists of samples.
+    """A dataset root parsed into plain lists of samples; the class says everything else about the dataset.
 
     Subclasses parse in ``_parse`` and append every problem they find (missing or malformed index files,
     missing images, empty identities) to the list they are given; the constructor raises ``DatasetError``
-    listing all of them, so a user fixes a root in one go.
+    listing all of them, so a user fixes a root in one go. ``write_synthetic`` writes a small rendered copy of
+    the layout (for tests and the demo). A new dataset is a subclass plus one line in ``reid.data.registry``.
+
+    Args:
+        root: Dataset root, as the authors distribute it.
+        strict: Raise on any problem (default); otherwise keep them in ``problems`` and offer the usable part
+            (for ``reid data check``).
+        mode: Search mode, one of ``modes`` (SYSU-MM01: "all" or "indoor"); default the first.
     """
 
     name: ClassVar[str]
-    protocol: ClassVar[str]
+    title: ClassVar[str]  # as the authors write it
+    protocol: ClassVar[Protocol]
+    modes: ClassVar[tuple[str, ...]] = ("all",)
     directions: ClassVar[tuple[Direction, ...]] = DIRECTIONS
     num_trials: ClassVar[int] = 10
     trains_per_trial: ClassVar[bool] = False  # RegDB: one training split per trial
     samples_gallery: ClassVar[bool] = False  # LLCM, SYSU-MM01: a random gallery per trial
+    synthetic_ids: ClassVar[int]  # identities of the synthetic copy: trains in minutes on two CPU cores
 
-    def __init__(self, root: str | Path, strict: bool = True) -> None:
-        """Parse ``root``. With ``strict`` (default) any problem raises; otherwise problems are kept in
-        ``self.problems`` and the usable part of the dataset is available (for ``reid data check``)."""
+    def __init__(self, root: str | Path, strict: bool = True, mode: str | None = None) -> None:
         self.root = Path(root)
+        self.mode = mode or self.modes[0]
+        if self.mode not in self.modes:
+            raise DatasetError(self.root, [f"{self.title} has no search mode {self.mode!r}; use "
+                                           f"{' or '.join(self.modes)}"])
         if not self.root.is_dir():
             raise DatasetError(self.root, [f"{self.root}: no such directory"])
         self.problems: list[str] = []
@@ -60,6 +73,11 @@ class ReIDDataset:
             raise DatasetError(self.root, problems)
 
     def _parse(self, problems: list[str]) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def write_synthetic(cls, out: Path, num_ids: int, seed: int) -> None:
+        """Write ``num_ids`` rendered identities (``reid.data.synthetic``) to ``out`` in this dataset's layout."""
         raise NotImplementedError
 
     def train(self, trial: int = 0) -> list[Sample]:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 from reid.data.base import ReIDDataset, camera_from_path, read_id_list, read_path_labels, scan_identity_folders
 from reid.data.samples import Direction, EvalSplit, Modality, Sample, relabel
+from reid.data.synthetic import World, save_image, split_ids
+from reid.protocols import LLCM as LLCM_PROTOCOL
 
 VIS_CAMERAS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 IR_CAMERAS = (1, 2, 4, 5, 6, 7, 8, 9)  # there is no test_nir/cam3
@@ -20,8 +23,10 @@ class LLCM(ReIDDataset):
     """
 
     name = "llcm"
-    protocol = "llcm"
+    title = "LLCM"
+    protocol = LLCM_PROTOCOL
     samples_gallery = True
+    synthetic_ids = 150
 
     def _parse(self, problems: list[str]) -> None:
         training = []
@@ -57,3 +62,27 @@ class LLCM(ReIDDataset):
         self.check_direction_and_trial(direction, trial)
         query_modality, gallery_modality = ("ir", "vis") if direction == "ir2vis" else ("vis", "ir")
         return EvalSplit(self._images(query_modality), self._gallery(gallery_modality, trial), direction, trial)
+
+    @classmethod
+    def write_synthetic(cls, out: Path, num_ids: int, seed: int) -> None:
+        world = World(seed, num_ids, 9)
+        train_ids, test_ids = split_ids(num_ids)
+        rng = world.rng
+        lines = {"vis": [], "ir": []}
+        for pid in train_ids:
+            for modality, folder, cameras in (("vis", "train_vis", VIS_CAMERAS), ("ir", "train_nir", IR_CAMERAS)):
+                for camera in rng.choice(list(cameras), 2, replace=False):
+                    for k in range(2):
+                        relative = f"{folder}/cam{camera}/{pid:04d}/{pid:04d}_c{camera:02d}_{k:03d}.jpg"
+                        save_image(world.image(pid - 1, camera, modality), out / relative, modality)
+                        lines[modality].append(f"{relative} {pid}")
+        for pid in test_ids:
+            for modality, folder, cameras in (("vis", "test_vis", VIS_CAMERAS), ("ir", "test_nir", IR_CAMERAS)):
+                for camera in sorted(rng.choice(list(cameras), 3, replace=False)):
+                    for k in range(2):
+                        path = out / folder / f"cam{camera}" / f"{pid:04d}" / f"{pid:04d}_c{camera:02d}_{k:03d}.jpg"
+                        save_image(world.image(pid - 1, camera, modality), path, modality)
+        (out / "idx").mkdir(parents=True, exist_ok=True)
+        (out / "idx/train_vis.txt").write_text("\n".join(lines["vis"]) + "\n")
+        (out / "idx/train_nir.txt").write_text("\n".join(lines["ir"]) + "\n")
+        (out / "idx/test_id.txt").write_text(",".join(str(pid) for pid in test_ids) + "\n")

@@ -8,23 +8,18 @@ reflectance does), so the pattern survives but the colours do not. Cameras
 are fixed environments (background, scale, position, brightness, blur) and every image adds its own pose and
 position jitter, so an untrained network does not separate identities well but a trained one does.
 
-Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments write the same files.
+Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments write the same files. Each
+reader's ``write_synthetic`` lays the rendered images out in its dataset's format; ``reid.data.make_dataset``
+writes one.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from reid.data.llcm import IR_CAMERAS, VIS_CAMERAS
-
-Layout = Literal["llcm", "vcm", "sysu", "regdb"]
-LAYOUTS: tuple[Layout, ...] = ("llcm", "vcm", "sysu", "regdb")
-DEFAULT_IDS = {"llcm": 150, "vcm": 40, "sysu": 50, "regdb": 40}
 IMAGE_SIZE = (128, 64)  # height, width
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -186,7 +181,8 @@ def render(person: Person, camera: Camera, modality: str, rng: np.random.Generat
     return np.asarray(image)
 
 
-def _save(array: np.ndarray, path: Path, modality: str) -> None:
+def save_image(array: np.ndarray, path: Path, modality: str) -> None:
+    """Write a rendered image (infrared as one channel, as real sensors write it), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(array)
     if modality == "ir":
@@ -197,7 +193,7 @@ def _save(array: np.ndarray, path: Path, modality: str) -> None:
         image.save(path)
 
 
-class _World:
+class World:
     """People and cameras drawn from one seed."""
 
     def __init__(self, seed: int, num_ids: int, num_cameras: int) -> None:
@@ -210,135 +206,8 @@ class _World:
         return render(self.people[pid_index], self.cameras[camera], modality, self.rng, phase=phase)
 
 
-def _split_ids(num_ids: int, test_fraction: float = 0.4) -> tuple[list[int], list[int]]:
+def split_ids(num_ids: int, test_fraction: float = 0.4) -> tuple[list[int], list[int]]:
+    """Identities 1..num_ids split into training and test (the last ``test_fraction``, at least 2)."""
     ids = list(range(1, num_ids + 1))
     num_test = max(2, round(num_ids * test_fraction))
     return ids[:-num_test], ids[-num_test:]
-
-
-def _write_llcm(out: Path, num_ids: int, seed: int) -> None:
-    world = _World(seed, num_ids, 9)
-    train_ids, test_ids = _split_ids(num_ids)
-    rng = world.rng
-    lines = {"vis": [], "ir": []}
-    for pid in train_ids:
-        for modality, folder, cameras in (("vis", "train_vis", VIS_CAMERAS), ("ir", "train_nir", IR_CAMERAS)):
-            for camera in rng.choice(list(cameras), 2, replace=False):
-                for k in range(2):
-                    relative = f"{folder}/cam{camera}/{pid:04d}/{pid:04d}_c{camera:02d}_{k:03d}.jpg"
-                    _save(world.image(pid - 1, camera, modality), out / relative, modality)
-                    lines[modality].append(f"{relative} {pid}")
-    for pid in test_ids:
-        for modality, folder, cameras in (("vis", "test_vis", VIS_CAMERAS), ("ir", "test_nir", IR_CAMERAS)):
-            for camera in sorted(rng.choice(list(cameras), 3, replace=False)):
-                for k in range(2):
-                    path = out / folder / f"cam{camera}" / f"{pid:04d}" / f"{pid:04d}_c{camera:02d}_{k:03d}.jpg"
-                    _save(world.image(pid - 1, camera, modality), path, modality)
-    (out / "idx").mkdir(parents=True, exist_ok=True)
-    (out / "idx/train_vis.txt").write_text("\n".join(lines["vis"]) + "\n")
-    (out / "idx/train_nir.txt").write_text("\n".join(lines["ir"]) + "\n")
-    (out / "idx/test_id.txt").write_text(",".join(str(pid) for pid in test_ids) + "\n")
-
-
-def _write_sysu(out: Path, num_ids: int, seed: int) -> None:
-    world = _World(seed, num_ids, 6)
-    rng = world.rng
-    for pid in range(1, num_ids + 1):
-        cameras = [int(c) for c in rng.choice([1, 2, 4, 5], 2, replace=False)] + [3, 6][:int(rng.integers(1, 3))]
-        for camera in sorted(cameras):
-            modality = "ir" if camera in (3, 6) else "vis"
-            for k in range(1, 5):
-                _save(world.image(pid - 1, camera, modality), out / f"cam{camera}" / f"{pid:04d}" / f"{k:04d}.jpg",
-                      modality)
-    ids = list(range(1, num_ids + 1))
-    num_test, num_val = max(2, round(num_ids * 0.4)), max(1, round(num_ids * 0.1))
-    (out / "exp").mkdir(parents=True, exist_ok=True)
-    (out / "exp/test_id.txt").write_text(",".join(map(str, ids[-num_test:])))
-    (out / "exp/val_id.txt").write_text(",".join(map(str, ids[-num_test - num_val:-num_test])))
-    (out / "exp/train_id.txt").write_text(",".join(map(str, ids[:-num_test - num_val])))
-
-
-def _write_regdb(out: Path, num_ids: int, seed: int) -> None:
-    world = _World(seed, num_ids, 2)
-    files: dict[tuple[int, str], list[str]] = {}
-    for pid in range(1, num_ids + 1):
-        for modality, folder, camera in (("vis", "Visible", 1), ("ir", "Thermal", 2)):
-            for k in range(5):
-                relative = f"{folder}/{pid}/{folder[0].lower()}_{pid:04d}_{k}.bmp"
-                _save(world.image(pid - 1, camera, modality), out / relative, modality)
-                files.setdefault((pid, modality), []).append(relative)
-    (out / "idx").mkdir(parents=True, exist_ok=True)
-    for t in range(1, 11):
-        ids = list(np.random.default_rng(seed + t).permutation(np.arange(1, num_ids + 1)))
-        half = len(ids) // 2
-        for split, chosen in (("train", sorted(ids[:half])), ("test", sorted(ids[half:]))):
-            for modality, word in (("vis", "visible"), ("ir", "thermal")):
-                lines = [f"{path} {pid}" for pid in chosen for path in files[(int(pid), modality)]]
-                (out / f"idx/{split}_{word}_{t}.txt").write_text("\n".join(lines) + "\n")
-
-
-def _write_vcm(out: Path, num_ids: int, seed: int) -> None:
-    world = _World(seed, num_ids, 12)
-    rng = world.rng
-    train_ids, test_ids = _split_ids(num_ids)
-    for split, folder, ids in (("train", "Train", train_ids), ("test", "Test", test_ids)):
-        names, tracks = [], []
-        for pid in ids:
-            frame_counter: dict[tuple[str, int], int] = {}
-            for modality_code, modality in ((1, "ir"), (2, "vis")):
-                for track in range(1, 4):
-                    camera = int(rng.integers(1, 13))
-                    length = int(rng.integers(13, 20)) if track < 3 else int(rng.integers(6, 11))  # some too short
-                    start = len(names) + 1
-                    phase = rng.uniform()
-                    for frame in range(length):
-                        key = (modality, camera)
-                        frame_counter[key] = frame_counter.get(key, 0) + 1
-                        name = f"{pid:04d}M{modality_code}D{camera}T{track}F{frame_counter[key]}.jpg"
-                        folder_name = "ir" if modality == "ir" else "rgb"
-                        path = out / folder / f"{pid:04d}" / folder_name / f"D{camera}" / f"{frame_counter[key]}.jpg"
-                        _save(world.image(pid - 1, camera, modality, phase=(phase + frame / 8) % 1), path, modality)
-                        names.append(name)
-                    tracks.append(f"{modality_code} {start} {len(names)} {pid} {camera}")
-        (out / "info").mkdir(parents=True, exist_ok=True)
-        (out / f"info/{split}_name.txt").write_text("\n".join(names) + "\n")
-        (out / f"info/track_{split}_info.txt").write_text("\n".join(tracks) + "\n")
-        if split == "test":  # the query tracklets are the infrared ones
-            query = [str(i) for i, line in enumerate(tracks, 1) if line.startswith("1 ")]
-            (out / "info/query_IDX.txt").write_text(" ".join(query) + "\n")
-
-
-_WRITERS = {"llcm": _write_llcm, "vcm": _write_vcm, "sysu": _write_sysu, "regdb": _write_regdb}
-
-
-def make_dataset(layout: Layout, out: str | Path, num_ids: int | None = None, seed: int = 0,
-                 overwrite: bool = False) -> Path:
-    """Write a synthetic dataset in ``layout``'s exact on-disk format to ``out`` and return ``out``.
-
-    The dataset is written to a temporary sibling folder and renamed into place, so an interrupted run never
-    leaves a half-written dataset behind.
-
-    Args:
-        layout: "llcm", "vcm", "sysu" or "regdb".
-        out: Dataset root to create.
-        num_ids: Number of identities (default: a size that trains in minutes on two CPU cores).
-        seed: Random seed; the same arguments give the same files.
-        overwrite: Replace an existing ``out``.
-    """
-    from reid.errors import ReidError
-
-    if layout not in _WRITERS:
-        raise ReidError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    num_ids = num_ids or DEFAULT_IDS[layout]
-    if num_ids < 4:
-        raise ReidError(f"--ids must be at least 4, got {num_ids}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ReidError(f"{out} already exists (pass --overwrite to replace it)")
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    _WRITERS[layout](staging, num_ids, seed)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal
 
 from reid.data.base import ReIDDataset, read_id_list, scan_identity_folders
-from reid.data.errors import DatasetError
 from reid.data.samples import Direction, EvalSplit, Sample, relabel
+from reid.data.synthetic import World, save_image
+from reid.protocols import SYSU
 
 RGB_CAMERAS = (1, 2, 4, 5)
 INDOOR_RGB_CAMERAS = (1, 2)
@@ -21,21 +21,16 @@ class SYSUMM01(ReIDDataset):
     IR image (cameras 3 and 6) of the test identities, gallery = one random RGB image per (identity, camera),
     over cameras 1, 2, 4, 5 ("all" search) or 1, 2 ("indoor"), drawn with ``random.Random(trial)``.
 
-    Args:
-        root: Dataset root.
-        mode: "all" or "indoor" search.
+    The search mode ("all" or "indoor") is the constructor's ``mode``.
     """
 
     name = "sysu"
-    protocol = "sysu"
+    title = "SYSU-MM01"
+    protocol = SYSU
+    modes = ("all", "indoor")
     directions = ("ir2vis",)
     samples_gallery = True
-
-    def __init__(self, root: str | Path, strict: bool = True, mode: Literal["all", "indoor"] = "all") -> None:
-        if mode not in ("all", "indoor"):
-            raise DatasetError(root, [f"SYSU-MM01 search mode must be 'all' or 'indoor', got {mode!r}"])
-        self.mode = mode
-        super().__init__(root, strict)
+    synthetic_ids = 50
 
     def _parse(self, problems: list[str]) -> None:
         train_ids = sorted(set(read_id_list(self.root, "exp/train_id.txt", problems))
@@ -62,3 +57,22 @@ class SYSUMM01(ReIDDataset):
         gallery = [Sample(rng.choice(files[(pid, camera)]), pid, camera, "vis")
                    for pid in self.test_ids for camera in cameras if (pid, camera) in files]
         return EvalSplit(query, gallery, direction, trial)
+
+    @classmethod
+    def write_synthetic(cls, out: Path, num_ids: int, seed: int) -> None:
+        world = World(seed, num_ids, 6)
+        rng = world.rng
+        for pid in range(1, num_ids + 1):
+            cameras = [int(c) for c in rng.choice(RGB_CAMERAS, 2, replace=False)] + \
+                list(IR_CAMERAS[:int(rng.integers(1, 3))])
+            for camera in sorted(cameras):
+                modality = "ir" if camera in IR_CAMERAS else "vis"
+                for k in range(1, 5):
+                    save_image(world.image(pid - 1, camera, modality),
+                               out / f"cam{camera}" / f"{pid:04d}" / f"{k:04d}.jpg", modality)
+        ids = list(range(1, num_ids + 1))
+        num_test, num_val = max(2, round(num_ids * 0.4)), max(1, round(num_ids * 0.1))
+        (out / "exp").mkdir(parents=True, exist_ok=True)
+        (out / "exp/test_id.txt").write_text(",".join(map(str, ids[-num_test:])))
+        (out / "exp/val_id.txt").write_text(",".join(map(str, ids[-num_test - num_val:-num_test])))
+        (out / "exp/train_id.txt").write_text(",".join(map(str, ids[:-num_test - num_val])))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from reid.data.base import ReIDDataset, read_index_lines
 from reid.data.samples import Direction, EvalSplit, Sample, relabel
+from reid.data.synthetic import World, save_image, split_ids
+from reid.protocols import VCM
 
 MIN_SEQ_LEN = 12
 _FRAME_NAME = re.compile(r"^(\d+)M([12])D(\d+)T(\d+)F(.+)$")
@@ -29,8 +31,10 @@ class VCMHITSZ(ReIDDataset):
     """
 
     name = "vcm"
-    protocol = "vcm"
+    title = "VCM-HITSZ"
+    protocol = VCM
     num_trials = 1
+    synthetic_ids = 40
 
     def _parse(self, problems: list[str]) -> None:
         self._train = relabel(t for t in self._tracklets("Train", "train", problems) if len(t.frames) >= MIN_SEQ_LEN)
@@ -85,3 +89,35 @@ class VCMHITSZ(ReIDDataset):
         if direction == "ir2vis":
             return EvalSplit(list(self._query), list(self._others), direction, trial)
         return EvalSplit(list(self._others), list(self._query), direction, trial)
+
+    @classmethod
+    def write_synthetic(cls, out: Path, num_ids: int, seed: int) -> None:
+        world = World(seed, num_ids, 12)
+        rng = world.rng
+        train_ids, test_ids = split_ids(num_ids)
+        for split, folder, ids in (("train", "Train", train_ids), ("test", "Test", test_ids)):
+            names, tracks = [], []
+            for pid in ids:
+                frame_counter: dict[tuple[str, int], int] = {}
+                for modality_code, modality in ((1, "ir"), (2, "vis")):
+                    for track in range(1, 4):
+                        camera = int(rng.integers(1, 13))
+                        # the third tracklet is too short, so the min_seq_len filter has work to do
+                        length = int(rng.integers(13, 20)) if track < 3 else int(rng.integers(6, 11))
+                        start = len(names) + 1
+                        phase = rng.uniform()
+                        for frame in range(length):
+                            key = (modality, camera)
+                            frame_counter[key] = frame_counter.get(key, 0) + 1
+                            name = f"{pid:04d}M{modality_code}D{camera}T{track}F{frame_counter[key]}.jpg"
+                            path = frame_path(out, folder, name)
+                            save_image(world.image(pid - 1, camera, modality, phase=(phase + frame / 8) % 1),
+                                       Path(path), modality)
+                            names.append(name)
+                        tracks.append(f"{modality_code} {start} {len(names)} {pid} {camera}")
+            (out / "info").mkdir(parents=True, exist_ok=True)
+            (out / f"info/{split}_name.txt").write_text("\n".join(names) + "\n")
+            (out / f"info/track_{split}_info.txt").write_text("\n".join(tracks) + "\n")
+            if split == "test":  # the query tracklets are the infrared ones
+                query = [str(i) for i, line in enumerate(tracks, 1) if line.startswith("1 ")]
+                (out / "info/query_IDX.txt").write_text(" ".join(query) + "\n")

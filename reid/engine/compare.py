@@ -15,18 +15,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 
 from reid.config import TrainConfig
 from reid.data import load_dataset
-from reid.data.transforms import eval_pipeline
-from reid.engine.checkpoint import file_digest, load_checkpoint, model_from_checkpoint
+from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.evaluate import evaluate_dataset
+from reid.engine.inference import Embedder
 from reid.engine.trainer import Trainer, resolve_device
 from reid.errors import ReidError
 from reid.io import atomic_write, atomic_write_text
 from reid.losses import ReIDLoss, weighted_sum
+from reid.metrics import RankResult
 from reid.models.backbones import count_macs, count_parameters
 from reid.profiling import interleaved_medians, peak_memory_mb
 from reid.report import EvaluationReport, markdown_table
@@ -50,7 +52,7 @@ class ComparisonRow:
 
 def _finished(run: Path, epochs: int) -> bool:
     last = run / "last.pt"
-    return last.is_file() and load_checkpoint(last)["epoch"] >= epochs
+    return last.is_file() and RunCheckpoint.load(last).epoch >= epochs
 
 
 def find_checkpoint(folder: Path, backbone: str) -> Path:
@@ -60,22 +62,19 @@ def find_checkpoint(folder: Path, backbone: str) -> Path:
     raise ReidError(f"no checkpoint for {backbone} in {folder} (looked for {backbone}/best.pt and {backbone}.pt)")
 
 
-def _evaluate(checkpoint: Path, config: TrainConfig, dataset, trials: int, device) -> EvaluationReport:
+def _evaluate(checkpoint: RunCheckpoint, config: TrainConfig, dataset, trials: int, device) -> EvaluationReport:
     """Evaluation of a checkpoint, cached next to it by checkpoint digest and number of trials."""
-    cache = checkpoint.parent / f"evaluation_{checkpoint.stem}.json"
-    digest = file_digest(checkpoint)
+    cache = checkpoint.path.parent / f"evaluation_{checkpoint.path.stem}.json"
+    digest = checkpoint.digest
     if cache.is_file():
         saved = json.loads(cache.read_text())
         if saved.get("digest") == digest and saved.get("trials") == trials:
             report = EvaluationReport(saved["report"]["dataset"], saved["report"]["protocol"])
             report.results = {d: [_result_from_dict(r) for r in rows] for d, rows in saved["results"].items()}
             return report
-    model, saved = model_from_checkpoint(checkpoint, device)
-    size = (saved["config"]["input_height"], saved["config"]["input_width"])
-    augment = config.model_copy(update={"input_height": size[0], "input_width": size[1]}).augment()
-    report = evaluate_dataset(model, dataset, eval_pipeline(augment), trials=trials, trial=config.trial,
-                              metric=config.metric, batch_size=config.eval_batch_size, device=device,
-                              seq_len=config.seq_len, num_workers=config.num_workers)
+    embedder = Embedder.from_checkpoint(checkpoint, device, batch_size=config.eval_batch_size,
+                                        seq_len=config.seq_len, num_workers=config.num_workers)
+    report = evaluate_dataset(embedder, dataset, trials=trials, trial=config.trial, metric=config.metric).report
     results = {d: [{"cmc": r.cmc.tolist(), "mAP": r.mAP, "mINP": r.mINP, "valid": r.num_valid_queries}
                    for r in rows] for d, rows in report.results.items()}
     atomic_write_text(cache, json.dumps({"digest": digest, "trials": trials, "report": report.to_dict(),
@@ -83,11 +82,7 @@ def _evaluate(checkpoint: Path, config: TrainConfig, dataset, trials: int, devic
     return report
 
 
-def _result_from_dict(row: dict):
-    import numpy as np
-
-    from reid.metrics import RankResult
-
+def _result_from_dict(row: dict) -> RankResult:
     return RankResult(np.asarray(row["cmc"]), row["mAP"], row["mINP"], row["valid"])
 
 
@@ -139,8 +134,7 @@ def run_comparison(
     if not train and checkpoints is None:
         raise ReidError("give --train or --checkpoints DIR")
     device = resolve_device(config.device)
-    dataset = load_dataset(config.dataset, config.data_root,
-                           **({"mode": config.sysu_mode} if config.dataset == "sysu" else {}))
+    dataset = load_dataset(config.dataset, config.data_root, mode=config.sysu_mode)
     paths: dict[str, Path] = {}
     for backbone in backbones:
         if train:
@@ -158,12 +152,13 @@ def run_comparison(
     for backbone, checkpoint in paths.items():
         if console:
             console.print(f"evaluating {backbone} ({checkpoint})")
-        reports[backbone] = _evaluate(checkpoint, config, dataset, trials, device)
-        models[backbone], saved = model_from_checkpoint(checkpoint, device)
+        saved = RunCheckpoint.load(checkpoint)
+        if saved.backbone != backbone:
+            raise ReidError(f"{checkpoint} holds a {saved.backbone} model, not {backbone}")
+        reports[backbone] = _evaluate(saved, config, dataset, trials, device)
+        models[backbone] = saved.model(device)
         sizes[backbone] = models[backbone].input_size
         notes[backbone] = models[backbone].size_note
-        if saved["backbone"] != backbone:
-            raise ReidError(f"{checkpoint} holds a {saved['backbone']} model, not {backbone}")
     if console:
         console.print("measuring speed and memory (all backbones in one run)")
     measured = _speed_and_memory(models, sizes, device)
@@ -175,7 +170,7 @@ def run_comparison(
         rows.append(ComparisonRow(backbone, tuple(sizes[backbone]), count_parameters(models[backbone].backbone),
                                   count_macs(models[backbone].backbone, sizes[backbone]), round(inference, 2),
                                   round(training, 2), round(memory, 1), metrics, str(checkpoint), notes[backbone]))
-    write_comparison(rows, output_dir, dataset.name, dataset.protocol, trials)
+    write_comparison(rows, output_dir, dataset.name, dataset.protocol.name, trials)
     return rows
 
 

@@ -1,19 +1,25 @@
-"""Galleries from samples: embed them with a model and index them (reid.index)."""
+"""Galleries from samples: choose them (a dataset split or image files), embed them and index them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
-from reid.data.base import IMAGE_SUFFIXES
+from reid.data.base import IMAGE_SUFFIXES, ReIDDataset
 from reid.data.images import load_image
-from reid.data.samples import Modality, Sample
-from reid.data.transforms import Pipeline
-from reid.engine.evaluate import extract_features
+from reid.data.samples import Direction, Modality, Sample
+from reid.engine.inference import Embedder
+from reid.errors import ReidError
 from reid.index import Gallery, GalleryError, IndexSettings
+
+
+class Split(str, Enum):
+    """Which samples of a dataset a gallery holds."""
+
+    gallery = "gallery"
+    query = "query"
+    train = "train"
+    all = "all"
 
 
 def sample_metadata(sample: Sample, label: str | None = None) -> dict:
@@ -44,18 +50,24 @@ def image_samples(paths: Sequence[str | Path], modality: Modality | None = None)
     return [Sample(str(f), -1, -1, modality or guess_modality(f)) for f in files]
 
 
-def embed_samples(model: nn.Module, samples: Sequence[Sample], pipeline: Pipeline, batch_size: int = 64,
-                  device: torch.device | str = "cpu", seq_len: int = 6,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """L2-normalised retrieval embeddings of samples, as float32."""
-    features = extract_features(model, samples, pipeline, batch_size, device, seq_len, progress=progress)
-    return torch.nn.functional.normalize(features, dim=1).numpy()
+def dataset_samples(dataset: ReIDDataset, split: Split | str, direction: Direction = "ir2vis", trial: int = 0,
+                    modality: Modality | None = None) -> list[Sample]:
+    """The distinct samples of a dataset split (the test splits of ``direction`` and ``trial``; ``direction``
+    falls back to the dataset's first when it has no such search), optionally of one modality."""
+    split = Split(split)
+    test = dataset.test_split(direction if direction in dataset.directions else dataset.directions[0], trial)
+    chosen = {Split.gallery: lambda: test.gallery, Split.query: lambda: test.query,
+              Split.train: lambda: dataset.train(trial),
+              Split.all: lambda: dataset.train(trial) + test.query + test.gallery}[split]()
+    if modality is not None:
+        chosen = [s for s in chosen if s.modality == modality]
+    if not chosen:
+        raise ReidError(f"no {modality or ''} samples in the {split.value} split of {dataset.root}".replace("  ", " "))
+    return list(dict.fromkeys(chosen))
 
 
-def build_gallery(model: nn.Module, samples: Sequence[Sample], pipeline: Pipeline, backbone: str,
-                  checkpoint_digest: str | None, settings: IndexSettings, batch_size: int = 64,
-                  device: torch.device | str = "cpu", seq_len: int = 6,
+def build_gallery(embedder: Embedder, samples: Sequence[Sample], settings: IndexSettings | None = None,
                   progress: Callable[[int], None] | None = None) -> Gallery:
-    embeddings = embed_samples(model, samples, pipeline, batch_size, device, seq_len, progress)
-    return Gallery.build(embeddings, [sample_metadata(s) for s in samples], backbone, settings, checkpoint_digest,
-                         use_gpu=torch.device(device).type == "cuda")
+    """Embed ``samples`` and index them, with the embedder's identity in the manifest."""
+    return Gallery.build(embedder.embeddings(samples, progress), [sample_metadata(s) for s in samples],
+                         embedder.backbone, settings, embedder.digest, use_gpu=embedder.device.type == "cuda")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ from timm.utils import ModelEmaV3, accuracy
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.datasets import ImageFolder
 
-from reid.engine.checkpoint import unwrap
+from reid.config import PretrainConfig
 from reid.engine.history import History
 from reid.engine.trainer import (
     epoch_seed,
@@ -43,45 +42,14 @@ from reid.errors import ReidError
 from reid.io import atomic_torch_save
 from reid.models.attnet import AttNet, released_state_dict, remap_released_keys
 from reid.models.backbones import create_backbone
+from reid.models.weights import unwrap_model
 
 REFERENCE_BATCH = 4096  # the global batch the paper's learning rate is given for
 
 
-@dataclass
-class PretrainConfig:
-    """Settings of an ImageNet run (the paper's recipe by default)."""
-
-    data_root: str
-    model: str = "attnet_t2"
-    output_dir: str = "runs/pretrain"
-    epochs: int = 300
-    batch_size: int = 128  # per process
-    lr: float = 4e-3  # for a global batch of 4096
-    weight_decay: float = 0.05
-    warmup_epochs: int = 5
-    min_lr: float = 1e-5
-    drop_path_rate: float | None = None  # None: the variant's own rate
-    input_size: int = 224
-    crop_pct: float = 0.875
-    auto_augment: str = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = 0.4
-    reprob: float = 0.25
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    smoothing: float = 0.1
-    model_ema: bool = True
-    ema_decay: float = 0.9999
-    grad_clip: float | None = 5.0
-    amp: str = "auto"
-    channels_last: bool = True
-    device: str = "auto"
-    num_workers: int = 8
-    seed: int = 0
-
-
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Weights in the released key layout for AttNet, as they are for other timm models."""
-    model = unwrap(model)
+    model = unwrap_model(model)
     return released_state_dict(model) if isinstance(model, AttNet) else model.state_dict()
 
 
@@ -191,7 +159,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
         if rank == 0:
             history.add(row)
             top1 = max(row["top1"], row.get("ema_top1", 0.0))
-            state = {"model": _state(model), "epoch": epoch + 1, "history": history.rows, "config": asdict(config),
+            state = {"model": _state(model), "epoch": epoch + 1, "history": history.rows, "config": config.model_dump(),
                      "num_classes": num_classes, "classes": train_set.classes}
             if ema is not None:
                 state["model_ema"] = _state(ema.module)

@@ -28,11 +28,13 @@ from reid.data import load_dataset
 from reid.data.loader import SampleDataset, make_loader
 from reid.data.sampler import CrossModalityIdentitySampler
 from reid.data.transforms import eval_pipeline, train_pipelines
-from reid.engine.checkpoint import build_model, load_checkpoint, save_checkpoint, unwrap
+from reid.engine.checkpoint import RunCheckpoint, build_model, save_checkpoint
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.history import History
+from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.losses import ReIDLoss, weighted_sum
+from reid.models.weights import unwrap_model
 from reid.report import EvaluationReport
 
 # keys that change the model; a run cannot resume under different values
@@ -154,8 +156,7 @@ class Trainer:
         amp_dtype = resolve_amp(config.amp, device)
         seed_everything(config.seed, config.deterministic)
 
-        dataset = load_dataset(config.dataset, config.data_root,
-                               **({"mode": config.sysu_mode} if config.dataset == "sysu" else {}))
+        dataset = load_dataset(config.dataset, config.data_root, mode=config.sysu_mode)
         if self.rank == 0:
             self._verify(dataset)
         train_samples = dataset.train(config.trial)
@@ -242,19 +243,21 @@ class Trainer:
                         TimeRemainingColumn(), console=self.console, transient=True, disable=quiet or self.rank != 0)
 
     def _restore(self, model, optimizer, scheduler, scaler) -> tuple[int, float | None, History]:
-        checkpoint = load_checkpoint(self.files.last)
-        saved = checkpoint["config"]
-        changed = [k for k in MODEL_KEYS if saved.get(k) != getattr(self.config, k)]
+        checkpoint = RunCheckpoint.load(self.files.last)
+        saved = checkpoint.config
+        changed = [k for k in MODEL_KEYS if getattr(saved, k) != getattr(self.config, k)]
         if changed:
             raise ReidError(f"--resume: {self.files.last} was trained with different "
-                            + ", ".join(f"{k} ({saved.get(k)!r} vs {getattr(self.config, k)!r})" for k in changed))
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        history = History(checkpoint.get("history"))
-        history.truncate(checkpoint["epoch"])
-        return checkpoint["epoch"], checkpoint["best_map"], history
+                            + ", ".join(f"{k} ({getattr(saved, k)!r} vs {getattr(self.config, k)!r})"
+                                        for k in changed))
+        state = checkpoint.state
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history = History(state.get("history"))
+        history.truncate(checkpoint.epoch)
+        return checkpoint.epoch, checkpoint.best_map, history
 
     def _train_epoch(self, model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype, epoch,
                      steps) -> dict:
@@ -303,7 +306,8 @@ class Trainer:
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return evaluate_dataset(unwrap(model), dataset, eval_pipeline(config.augment()), None,
-                                    trials or config.eval_trials, config.trial, False, config.metric,
-                                    config.eval_batch_size, device, config.seq_len, config.num_workers, amp_dtype,
-                                    advance)
+            embedder = Embedder(unwrap_model(model), eval_pipeline(config.augment()), config.backbone,
+                                f"{config.backbone} (training)", device=device, batch_size=config.eval_batch_size,
+                                seq_len=config.seq_len, num_workers=config.num_workers, amp_dtype=amp_dtype)
+            return evaluate_dataset(embedder, dataset, trials=trials or config.eval_trials, trial=config.trial,
+                                    metric=config.metric, progress=advance).report

@@ -1,8 +1,8 @@
 """Backbones (ATConv, AttNet as timm models) and the re-ID model built on any timm backbone."""
 from reid.models.atconv import ATConv, per_sample_depthwise_conv, pooling_matrix
 from reid.models.attnet import AttNet, checkpoint_filter_fn, released_state_dict
-from reid.models.checkpoints import CheckpointError, CheckpointMismatchError
 from reid.models.pretrained import load_pretrained
+from reid.models.weights import CheckpointError, CheckpointMismatchError
 
 __all__ = [
     "ATConv",

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from reid.models.atconv import ATConv, PoolMode, pooling_matrix
-from reid.models.checkpoints import check_state_dict, unwrap_checkpoint
+from reid.models.weights import check_state_dict, state_dict_from
 
 __all__ = ["AttNet", "AttNetBlock", "GLU", "VARIANTS", "checkpoint_filter_fn", "released_state_dict",
            "remap_released_keys"]
@@ -350,7 +350,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: AttNet) -> dict[s
     is not an AttNet of this shape. The classifier and the first conv are left for timm to adapt (num_classes,
     in_chans).
     """
-    out = remap_released_keys(unwrap_checkpoint(state_dict))
+    out = remap_released_keys(state_dict_from(state_dict))
     check_state_dict(out, model.state_dict(), ignore_prefixes=("head.", "downsample_layers.0.0.0."))
     return out
 

@@ -7,7 +7,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from reid.models.attnet import AttNet, remap_released_keys
-from reid.models.checkpoints import check_state_dict, read_checkpoint, unwrap_checkpoint
+from reid.models.weights import check_state_dict, read_weights, state_dict_from
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
@@ -22,7 +22,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
         CheckpointError: The file is missing or unreadable.
         CheckpointMismatchError: Keys or shapes do not fit; the message lists them.
     """
-    state = unwrap_checkpoint(read_checkpoint(path))
+    state = state_dict_from(read_weights(path))
     if isinstance(model, AttNet):
         state = remap_released_keys(state)
     model_state = model.state_dict()

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from reid.data.synthetic import make_dataset
+from reid.data import make_dataset
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,7 @@ import hashlib
 
 import pytest
 
-from reid.data import load_dataset
-from reid.data.synthetic import LAYOUTS, make_dataset
+from reid.data import DATASETS, load_dataset, make_dataset
 from reid.errors import ReidError
 
 
@@ -15,7 +14,7 @@ def digest(root):
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", DATASETS)
 def test_every_layout_parses_cleanly(synthetic, layout):
     dataset = load_dataset(layout, synthetic(layout))
     dataset.verify_images()
@@ -39,7 +38,7 @@ def test_refuses_to_overwrite_and_bad_arguments(tmp_path):
     make_dataset("regdb", tmp_path / "r", 4)
     with pytest.raises(ReidError, match="already exists"):
         make_dataset("regdb", tmp_path / "r", 4)
-    with pytest.raises(ReidError, match="unknown layout"):
+    with pytest.raises(ReidError, match="unknown dataset"):
         make_dataset("market", tmp_path / "m")
     with pytest.raises(ReidError, match="at least 4"):
         make_dataset("llcm", tmp_path / "x", 2)

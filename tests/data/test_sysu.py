@@ -31,7 +31,7 @@ def test_training_uses_train_and_val_ids(synthetic):
 def test_only_the_official_direction_and_modes(synthetic):
     with pytest.raises(DatasetError, match="no 'vis2ir' search"):
         SYSUMM01(synthetic("sysu")).test_split("vis2ir")
-    with pytest.raises(DatasetError, match="'all' or 'indoor'"):
+    with pytest.raises(DatasetError, match="no search mode 'outdoor'; use all or indoor"):
         SYSUMM01(synthetic("sysu"), mode="outdoor")
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from reid.config import make_config
-from reid.data.synthetic import make_dataset
+from reid.data import make_dataset
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from reid.data import load_dataset
-from reid.data.transforms import AugmentConfig, eval_pipeline
-from reid.engine.checkpoint import model_from_checkpoint
 from reid.engine.compare import run_comparison
 from reid.engine.evaluate import evaluate_dataset
+from reid.engine.inference import Embedder
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +24,8 @@ def test_compare_two_backbones_end_to_end(tiny_config, tmp_path):
     for row in rows:
         assert row.params > 0 and row.macs > 0 and row.inference_images_per_second > 0
         assert row.training_images_per_second > 0
-        model, _ = model_from_checkpoint(out / row.backbone / "best.pt")
-        expected = evaluate_dataset(model, dataset, eval_pipeline(AugmentConfig(64, 32)), trials=2, num_workers=0)
+        embedder = Embedder.from_checkpoint(out / row.backbone / "best.pt", num_workers=0)
+        expected = evaluate_dataset(embedder, dataset, trials=2).report
         for direction in ("ir2vis", "vis2ir"):
             for key in ("rank1", "rank5", "rank20", "mAP", "mINP"):
                 assert row.metrics[direction][key] == round(expected.mean(direction)[key], 2)

@@ -6,7 +6,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
-from reid.engine.pretrain import PretrainConfig, pretrain
+from reid.config import PretrainConfig
+from reid.engine.pretrain import pretrain
 from reid.errors import ReidError
 from reid.models.reid_model import ReIDModel
 
@@ -64,7 +65,20 @@ def test_pretrain_resume_and_load_as_backbone(folder, tmp_path):
 def test_bad_folders_are_user_errors(folder, tmp_path):
     with pytest.raises(ReidError, match="no such folder"):
         pretrain(config(tmp_path, tmp_path / "run"))
-    result = CliRunner().invoke(app, ["pretrain", "--data-root", str(folder), "--model", "attnet_xxs",
-                                      "--batch-size", "100", "--output-dir", str(tmp_path / "o"), "--input-size",
-                                      "32", "--num-workers", "0", "--epochs", "1"])
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(config(folder, tmp_path / "o", batch_size=100).to_yaml())
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(recipe)])
     assert result.exit_code == 2 and "larger than the 48 training images" in result.stderr
+    recipe.write_text(recipe.read_text() + "learning_rate: 0.1\n")
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(recipe), "--epochs", "2"])
+    assert result.exit_code == 2 and "recipe.yaml: unknown key 'learning_rate'" in result.stderr
+
+
+def test_the_shipped_pretraining_config_is_the_recipe_default():
+    from pathlib import Path
+
+    from reid.config import load_config
+
+    shipped = load_config(Path(__file__).parents[2] / "configs/pretrain_attnet_t2.yaml", PretrainConfig)
+    default = PretrainConfig(data_root=shipped.data_root, output_dir=shipped.output_dir)
+    assert shipped == default

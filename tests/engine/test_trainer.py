@@ -7,7 +7,7 @@ import torch
 from reid.data import load_dataset
 from reid.data.sampler import CrossModalityIdentitySampler
 from reid.engine import trainer as trainer_module
-from reid.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.trainer import NonFiniteLossError, RunFiles, Trainer
 
 pytestmark = pytest.mark.slow
@@ -23,9 +23,9 @@ def test_run_directory_has_every_artifact(tiny_config):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"loss_total", "loss_id", "loss_triplet_cross", "loss_triplet_batch", "lr", "images_per_second",
             "ir2vis_mAP", "vis2ir_rank1"} <= set(rows[0])
-    checkpoint = load_checkpoint(root.last)
-    assert checkpoint["epoch"] == 2 and checkpoint["backbone"] == "attnet_xxs"
-    assert checkpoint["config"]["input_height"] == 64 and "optimizer" in checkpoint
+    checkpoint = RunCheckpoint.load(root.last)
+    assert checkpoint.epoch == 2 and checkpoint.backbone == "attnet_xxs"
+    assert checkpoint.input_size == (64, 32) and "optimizer" in checkpoint.state
     assert set(report.results) == {"ir2vis", "vis2ir"}
     assert root.curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -49,11 +49,12 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_config, tmp_path, monke
     monkeypatch.setattr(trainer_module, "weighted_sum", stop_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         Trainer(interrupted).fit()
-    assert load_checkpoint(tmp_path / "resumed/last.pt")["epoch"] == 1
+    assert RunCheckpoint.load(tmp_path / "resumed/last.pt").epoch == 1
     monkeypatch.setattr(trainer_module, "weighted_sum", real)
     Trainer(interrupted, resume=True).fit()
 
-    straight, resumed = load_checkpoint(tmp_path / "straight/last.pt"), load_checkpoint(tmp_path / "resumed/last.pt")
+    straight = RunCheckpoint.load(tmp_path / "straight/last.pt").state
+    resumed = RunCheckpoint.load(tmp_path / "resumed/last.pt").state
     assert resumed["epoch"] == straight["epoch"] == 3
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
@@ -82,15 +83,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, m
     calls["limit"] = steps + 1
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 2: the loss is nan .*last.pt keeps the last good"):
         Trainer(config).fit()
-    assert load_checkpoint(f"{config.output_dir}/last.pt")["epoch"] == 1
+    assert RunCheckpoint.load(f"{config.output_dir}/last.pt").epoch == 1
 
 
 def test_video_training_and_evaluation_on_tracklets(tiny_vcm, tiny_config):
     config = tiny_config(dataset="vcm", data_root=str(tiny_vcm), seq_len=4, batch_identities=2, epochs=1)
     report = Trainer(config).fit()
     assert report.trials == 1 and set(report.results) == {"ir2vis", "vis2ir"}
-    model, checkpoint = model_from_checkpoint(f"{config.output_dir}/last.pt")
-    assert checkpoint["config"]["seq_len"] == 4
+    checkpoint = RunCheckpoint.load(f"{config.output_dir}/last.pt")
+    model = checkpoint.model()
+    assert checkpoint.config.seq_len == 4
     with torch.no_grad():
         assert model(torch.randn(2, 4, 3, 64, 32)).bn_features.shape == (2, 240)
 
@@ -110,7 +112,7 @@ def test_torchrun_ddp_on_cpu(tiny_config, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done:") == 1  # only rank 0 speaks
     assert "Grad strides do not match" not in result.stderr
-    assert load_checkpoint(Path(config.output_dir) / "last.pt")["epoch"] == 1
+    assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").epoch == 1
 
 
 def test_fixed_size_backbone_trains_at_its_native_size(tiny_config):
@@ -118,6 +120,5 @@ def test_fixed_size_backbone_trains_at_its_native_size(tiny_config):
     config = tiny_config(backbone="efficientformerv2_s0", epochs=1, batch_identities=2, input_height=96,
                          input_width=48)
     report = Trainer(config).fit()
-    checkpoint = load_checkpoint(Path(config.output_dir) / "last.pt")
-    assert (checkpoint["config"]["input_height"], checkpoint["config"]["input_width"]) == (224, 224)
+    assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").input_size == (224, 224)
     assert set(report.results) == {"ir2vis", "vis2ir"}

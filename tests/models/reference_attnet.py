@@ -1,4 +1,5 @@
-"""A slow, literal AttNet in the authors' released layout, written straight from specs/attnet.md.
+"""A slow, literal AttNet in the authors' released layout, written straight from the paper and the key layout
+of the authors' released checkpoints.
 
 Everything is NCHW with 1x1 convolutions; ATConv pools with PyTorch's adaptive pooling and applies the
 per-sample kernels with an explicit unfold. Tests use it as the oracle for the fast implementation and to

@@ -11,7 +11,7 @@ import reid  # noqa: F401  (registers attnet_* in timm)
 from reid.models import checkpoint_filter_fn, released_state_dict
 from reid.models.attnet import remap_released_keys
 
-# specs/attnet.md: parameters with a 1000-class head, and fvcore MACs of the released network at 224x224
+# the released networks' figures: parameters with a 1000-class head, and their fvcore MACs at 224x224
 SPEC = {
     "attnet_xxs": (2.854e6, 0.536e9),
     "attnet_xs": (5.555e6, 1.012e9),

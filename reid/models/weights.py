@@ -1,4 +1,6 @@
-"""Reading weight files and comparing their keys with a model, with errors a user can act on."""
+"""Weight files (ImageNet weights, released checkpoints): reading them, taking the state dict out of its wrappers
+and comparing its keys with a model, with errors a user can act on. Run checkpoints of this project (config,
+optimiser, history) are ``reid.engine.checkpoint.RunCheckpoint``."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -6,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from reid.errors import ReidError
 
@@ -21,7 +24,7 @@ class CheckpointMismatchError(ReidError):
     """A checkpoint's keys or shapes do not fit the model."""
 
 
-def read_checkpoint(path: str | Path) -> Any:
+def read_weights(path: str | Path) -> Any:
     """Load a .pth/.pt (weights only, on CPU) or .safetensors file."""
     path = Path(path)
     if not path.is_file():
@@ -33,15 +36,30 @@ def read_checkpoint(path: str | Path) -> Any:
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch and safetensors raise many types for damaged files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error_summary(error)})") from None
 
 
-def unwrap_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def error_summary(error: BaseException) -> str:
+    """The first line of an exception's message, with its type: torch's unpickling errors span many lines."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def state_dict_from(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The state dict inside a checkpoint: itself, or under model_ema / state_dict_ema / model / state_dict.
 
     EMA weights win when both are present (as in timm), because they are the ones DeiT-style recipes report.
     DDP ("module.") and torch.compile ("_orig_mod.") prefixes are removed.
     """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"expected a state dict, got a {type(checkpoint).__name__}")
     for key in _WRAPPERS:
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,11 @@ def test_clear_errors(tmp_path):
     saved = Gallery.build(vectors, metadata, "attnet_xxs").save(tmp_path / "g")
     index_file = saved / "index.faiss"
     index_file.write_bytes(index_file.read_bytes()[: index_file.stat().st_size // 2])
+    with pytest.raises(GalleryError, match="index.faiss: does not match its manifest"):
+        Gallery.load(saved)
+    manifest = json.loads((saved / "manifest.json").read_text())
+    del manifest["files"]  # a gallery saved before the manifest recorded digests
+    (saved / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(GalleryError, match="index.faiss: truncated or corrupt index file"):
         Gallery.load(saved)
     with pytest.raises(GalleryError, match="not a gallery"):

@@ -1,0 +1,216 @@
+"""FAISS galleries of re-ID embeddings: build, add, remove, compact, search with filters, save and load.
+
+A ``Gallery`` puts three parts together: a FAISS index (``reid.index.factory``), a columnar metadata table whose
+row ``i`` describes FAISS id ``i`` (``reid.index.metadata``), and a directory store with a manifest that ties
+the gallery to the model that built it (``reid.index.store``). Removal marks rows as removed; every search
+excludes them with an ``IDSelector``, as it does for the modality and camera filters; ``compact`` rebuilds
+without them.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from reid.data.samples import Modality, Sample
+from reid.index.factory import (
+    GalleryError,
+    IndexSettings,
+    build_index,
+    gpu_available,
+    normalised,
+    search_parameters,
+    to_gpu,
+)
+from reid.index.metadata import UNKNOWN, MetadataTable
+from reid.index.store import Manifest, load_gallery, save_gallery
+
+
+@dataclass
+class SearchHit:
+    """One gallery item returned for a query."""
+
+    rank: int
+    score: float  # cosine similarity
+    path: str | list[str]
+    pid: int | None
+    camid: int | None
+    modality: str | None
+    label: str | None = None
+
+    def sample(self) -> Sample:
+        """The hit as a Sample (unknown pid / camid as -1), e.g. to draw it."""
+        path = tuple(self.path) if isinstance(self.path, list) else self.path
+        modality: Modality = self.modality if self.modality in ("vis", "ir") else "vis"
+        return Sample(path, UNKNOWN if self.pid is None else self.pid, UNKNOWN if self.camid is None else self.camid,
+                      modality)
+
+
+class Gallery:
+    """A FAISS index of normalised embeddings plus one metadata row per item.
+
+    Args:
+        manifest: Model identity, embedding size and index settings.
+        settings: Index type and parameters.
+        index: The FAISS index (ids are metadata row numbers).
+        table: The metadata.
+        use_gpu: Search on the GPU through faiss-gpu (flat and ivfpq) when available.
+    """
+
+    def __init__(self, manifest: Manifest, settings: IndexSettings, index: faiss.Index, table: MetadataTable,
+                 use_gpu: bool = False) -> None:
+        self.manifest = manifest
+        self.settings = settings
+        self.index = index
+        self.table = table
+        self.use_gpu = use_gpu and gpu_available() and settings.type != "hnsw"
+        self._gpu_index: faiss.Index | None = None
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]], backbone: str,
+              settings: IndexSettings | None = None, checkpoint_digest: str | None = None,
+              use_gpu: bool = False) -> Gallery:
+        """A gallery over ``embeddings`` (one metadata row each: path, pid, camid, modality, label)."""
+        vectors = normalised(embeddings)
+        if len(vectors) == 0:
+            raise GalleryError("cannot build a gallery from zero embeddings")
+        if len(vectors) != len(metadata):
+            raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
+        settings = (settings or IndexSettings()).resolved(len(vectors), vectors.shape[1])
+        manifest = Manifest(backbone, vectors.shape[1], asdict(settings), checkpoint_digest=checkpoint_digest)
+        gallery = cls(manifest, settings, build_index(vectors, settings), MetadataTable(), use_gpu)
+        gallery._append(vectors, MetadataTable.from_rows(metadata))
+        return gallery
+
+    def add(self, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
+        """Add items; the index's training (ivfpq) is kept."""
+        vectors = normalised(embeddings)
+        if vectors.shape[1] != self.manifest.embedding_size:
+            raise GalleryError(f"embeddings of size {vectors.shape[1]} cannot join a gallery of size "
+                               f"{self.manifest.embedding_size}")
+        if len(vectors) != len(metadata):
+            raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
+        self._append(vectors, MetadataTable.from_rows(metadata))
+
+    def _append(self, vectors: np.ndarray, table: MetadataTable) -> None:
+        self.index.add(vectors)
+        self.table.extend(table)
+        self.manifest.items = self.live_count
+        self._gpu_index = None
+
+    def remove(self, paths: Iterable[str]) -> int:
+        """Remove the live items whose path (a tracklet: first frame) is in ``paths``, relative or absolute;
+        returns how many were removed."""
+        rows = self.table.live_rows_with_paths(paths)
+        self.table.removed[rows] = True
+        self.manifest.items = self.live_count
+        return len(rows)
+
+    def compact(self) -> Gallery:
+        """A new gallery without removed items (vectors reconstructed from the index; lossy only for ivfpq)."""
+        keep = np.flatnonzero(~self.table.removed)
+        if not len(keep):
+            raise GalleryError("every item was removed; nothing to compact")
+        vectors = np.stack([self.index.reconstruct(int(i)) for i in keep])
+        rows = [{k: v for k, v in self.table.row(int(i)).items() if k != "removed"} for i in keep]
+        return Gallery.build(vectors, rows, self.manifest.backbone, self.settings, self.manifest.checkpoint_digest)
+
+    @property
+    def live_count(self) -> int:
+        return self.table.live_count
+
+    @property
+    def removed_count(self) -> int:
+        return len(self.table) - self.live_count
+
+    def search(
+            self,
+            queries: np.ndarray,
+            top_k: int = 10,
+            modality: str | None = None,
+            exclude_camids: Sequence[int | None] | None = None,
+            camids: Sequence[int] | None = None,
+    ) -> list[list[SearchHit]]:
+        """Top-k items per query, best first.
+
+        Args:
+            queries: (n, dim) query embeddings (normalised here).
+            top_k: Items per query.
+            modality: Only items of this modality ("vis" or "ir").
+            exclude_camids: Per query, a camera whose items are skipped (e.g. the query's own camera).
+            camids: Only items from these cameras.
+        """
+        vectors = normalised(queries)
+        if vectors.shape[1] != self.manifest.embedding_size:
+            raise GalleryError(f"query embeddings have size {vectors.shape[1]}, "
+                               f"the gallery {self.manifest.embedding_size}")
+        if self.live_count == 0:
+            raise GalleryError("the gallery is empty")
+        if exclude_camids is None and modality is None and camids is None and self.removed_count == 0:
+            # nothing to filter: one plain search, no selector
+            scores, ids = self._searchable().search(vectors, min(top_k, self.live_count),
+                                                    params=search_parameters(self.settings, None))
+            return [self._hits(score_row, id_row) for score_row, id_row in zip(scores, ids, strict=True)]
+        exclude = list(exclude_camids) if exclude_camids is not None else [None] * len(vectors)
+        results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
+        groups: dict[int | None, list[int]] = {}
+        for row, camid in enumerate(exclude):
+            groups.setdefault(camid, []).append(row)
+        for camid, rows in groups.items():
+            allowed = self.table.allowed(modality, camid, camids)
+            if not allowed.any():
+                continue
+            selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
+            scores, ids = self.index.search(vectors[rows], min(top_k, int(allowed.sum())),
+                                            params=search_parameters(self.settings, selector))
+            for query, score_row, id_row in zip(rows, scores, ids, strict=True):
+                results[query] = self._hits(score_row, id_row)
+        return results
+
+    def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
+        hits = []
+        for rank, (score, row) in enumerate(zip(scores, ids, strict=True), 1):
+            if row >= 0:
+                item = self.table.row(int(row))
+                hits.append(SearchHit(rank, float(score), item["path"], item["pid"], item["camid"], item["modality"],
+                                      item["label"]))
+        return hits
+
+    def _searchable(self) -> faiss.Index:
+        if not self.use_gpu:
+            return self.index
+        if self._gpu_index is None:
+            self._gpu_index = to_gpu(self.index)
+        return self._gpu_index
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the gallery atomically (see ``reid.index.store``)."""
+        return save_gallery(directory, self.manifest, self.index, self.table)
+
+    @classmethod
+    def load(cls, directory: str | Path, use_gpu: bool = False) -> Gallery:
+        stored = load_gallery(directory)
+        return cls(stored.manifest, stored.settings, stored.index, stored.table, use_gpu)
+
+    def check_model(self, backbone: str, embedding_size: int, checkpoint_digest: str | None) -> None:
+        """Refuse to query with a model other than the one that built the gallery, saying what differs."""
+        differences = []
+        if backbone != self.manifest.backbone:
+            differences.append(f"backbone {backbone!r} vs gallery {self.manifest.backbone!r}")
+        if embedding_size != self.manifest.embedding_size:
+            differences.append(f"embedding size {embedding_size} vs gallery {self.manifest.embedding_size}")
+        if checkpoint_digest != self.manifest.checkpoint_digest:
+            differences.append(f"checkpoint {(checkpoint_digest or 'none')[:12]} vs gallery "
+                               f"{(self.manifest.checkpoint_digest or 'none')[:12]}")
+        if differences:
+            raise GalleryError("the query model does not match the gallery: " + "; ".join(differences))
+
+    def counts_by_modality(self) -> dict[str, int]:
+        """Live items per modality ("unknown" for items without one)."""
+        live = self.table.modalities[~self.table.removed]
+        names, counts = np.unique(live, return_counts=True)
+        return {str(name) or "unknown": int(count) for name, count in zip(names, counts, strict=True)}

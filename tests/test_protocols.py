@@ -1,0 +1,52 @@
+"""The removal rules, written out by hand from the datasets' documented protocols."""
+import numpy as np
+import pytest
+import torch
+
+from reid.data import DATASETS
+from reid.errors import ReidError
+from reid.protocols import LLCM, PROTOCOLS, REGDB, SYSU, VCM, get_protocol
+
+QUERY_PIDS, QUERY_CAMIDS = [1, 1, 2], [1, 3, 3]
+GALLERY_PIDS, GALLERY_CAMIDS = [1, 1, 2, 3, 1], [1, 2, 3, 2, 3]
+
+
+def removed(protocol):
+    return protocol.removed(QUERY_PIDS, QUERY_CAMIDS, GALLERY_PIDS, GALLERY_CAMIDS).tolist()
+
+
+def test_same_identity_and_camera_is_hidden():
+    expected = [[True, False, False, False, False],   # pid 1 cam 1: its own pid on cam 1
+                [False, False, False, False, True],   # pid 1 cam 3: pid 1 on cam 3
+                [False, False, True, False, False]]   # pid 2 cam 3: pid 2 on cam 3
+    assert removed(LLCM) == removed(VCM) == expected
+
+
+def test_sysu_camera_3_queries_do_not_see_camera_2():
+    expected = [[False] * 5,
+                [False, True, False, True, False],  # every camera-2 item, whatever its identity
+                [False, True, False, True, False]]
+    assert removed(SYSU) == expected
+
+
+def test_regdb_hides_nothing():
+    assert removed(REGDB) == [[False] * 5] * 3
+
+
+def test_accepts_numpy_lists_and_tensors_and_keeps_the_gallery_device():
+    as_numpy = SYSU.removed(*(np.array(v) for v in (QUERY_PIDS, QUERY_CAMIDS, GALLERY_PIDS, GALLERY_CAMIDS)))
+    as_tensor = SYSU.removed(*(torch.tensor(v) for v in (QUERY_PIDS, QUERY_CAMIDS, GALLERY_PIDS, GALLERY_CAMIDS)))
+    assert as_numpy.dtype == torch.bool and torch.equal(as_numpy, as_tensor) and as_tensor.shape == (3, 5)
+
+
+def test_every_dataset_holds_its_protocol_object():
+    assert {name: reader.protocol for name, reader in DATASETS.items()} == {
+        "llcm": LLCM, "vcm": VCM, "sysu": SYSU, "regdb": REGDB}
+    assert LLCM.dedup_cmc and SYSU.dedup_cmc and not VCM.dedup_cmc and not REGDB.dedup_cmc
+
+
+def test_lookup_by_name():
+    assert all(get_protocol(name) is protocol for name, protocol in PROTOCOLS.items())
+    assert get_protocol(LLCM) is LLCM
+    with pytest.raises(ReidError, match="unknown protocol 'market'"):
+        get_protocol("market")
