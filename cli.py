@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -26,7 +28,7 @@ except ImportError:  # older typer uses click itself
     from click import exceptions as click_errors
 
 from reid.data.registry import DATASET_HELP, DatasetName
-from reid.engine.galleries import Split
+from reid.data.samples import Split
 from reid.errors import ReidError
 from reid.index import INDEX_TYPES
 
@@ -70,7 +72,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the terminal width
 
 
 class Device(str, Enum):
@@ -151,6 +153,32 @@ def progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), console=errors, transient=True,
                     disable=not errors.is_terminal)
+
+
+class Stop:
+    """Why a long command stopped: Ctrl-C (exit 130) or SIGTERM (exit 143: a time limit, a preemption)."""
+
+    reason, exit_code = "interrupted", 130
+
+
+@contextmanager
+def stop_signals() -> Iterator[Stop]:
+    """Make SIGTERM stop a long command the way Ctrl-C does (KeyboardInterrupt), so it says how to resume."""
+    stop = Stop()
+
+    def terminated(signum, frame) -> None:
+        stop.reason, stop.exit_code = "terminated (SIGTERM)", 143
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Options shared by several commands ---------------------------------------------------------------------------
@@ -299,6 +327,7 @@ def train_command(
         seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
         num_workers: Annotated[int | None, typer.Option(help="Data loading workers")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last.pt")] = False,
+        overwrite: Annotated[bool, typer.Option(help="Replace a run that output_dir already holds")] = False,
 ) -> None:
     """Train a cross-modality re-ID model; checkpoints, metrics.csv and curves.png go to the run directory."""
     from reid.config import load_config
@@ -313,12 +342,13 @@ def train_command(
     if main_process:
         console.print(f"training {settings.backbone} on {settings.dataset} ({settings.data_root}) -> "
                       f"{settings.output_dir}")
-    try:
-        Trainer(settings, resume=resume, console=console).fit()
-    except KeyboardInterrupt:
-        errors.print(f"interrupted; continue with: reid train --config {config} --output-dir "
-                     f"{settings.output_dir} --resume")
-        raise typer.Exit(130) from None
+    with stop_signals() as stopped:
+        try:
+            Trainer(settings, resume=resume, console=console, overwrite=overwrite).fit()
+        except KeyboardInterrupt:
+            errors.print(f"{stopped.reason}; last.pt keeps the last finished epoch. Continue with: reid train "
+                         f"--config {config} --output-dir {settings.output_dir} --resume")
+            raise typer.Exit(stopped.exit_code) from None
     if main_process:
         console.print(f"done: {settings.output_dir}/best.pt, last.pt, metrics.csv, curves.png")
 
@@ -334,7 +364,8 @@ def evaluate_command(
         device: DeviceOption = Device.auto,
         batch_size: BatchSizeOption = 64,
         direction: Annotated[Direction, typer.Option(help="Search direction")] = Direction.both,
-        trials: Annotated[int, typer.Option(min=1, help="Gallery trials (LLCM, SYSU-MM01: up to 10)")] = 10,
+        trials: Annotated[int | None, typer.Option(min=1, help="Gallery trials (default: all the protocol has: "
+                                                              "10 for LLCM and SYSU-MM01, 1 for VCM-HITSZ)")] = None,
         trial: Annotated[int, typer.Option(min=0, help="RegDB split (0..9)")] = 0,
         rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")] = False,
         output: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here")] = None,
@@ -345,7 +376,7 @@ def evaluate_command(
         use_index: Annotated[bool, typer.Option(help="Search the gallery through an exact FAISS index")] = False,
 ) -> None:
     """Rank-1/5/10/20, mAP and mINP under the dataset's official protocol, in both search directions."""
-    from reid.engine.evaluate import dataset_rank_lists, evaluate_dataset
+    from reid.engine.evaluate import dataset_rank_lists, evaluate_dataset, evaluation_notes
     from reid.io import ensure_writable
     from reid.visualize import draw_rank_lists
 
@@ -355,9 +386,12 @@ def evaluate_command(
     model = embedder(checkpoint, backbone, pretrained, input_size, device, batch_size=batch_size, seq_len=seq_len,
                      num_workers=num_workers)
     parsed = open_dataset(dataset, data_root, sysu_mode)
+    for note in evaluation_notes(parsed, direction.directions(), trials):
+        errors.print(f"[yellow]note:[/] {note}")
     with progress() as bar:
         task = bar.add_task("embedding", total=None)
-        evaluation = evaluate_dataset(model, parsed, direction.directions(), trials, trial, rerank,
+        evaluation = evaluate_dataset(model, parsed, direction.directions(), trials or parsed.num_trials, trial,
+                                      rerank,
                                       progress=lambda done, total: bar.update(task, completed=done, total=total),
                                       use_index=use_index)
     console.print(evaluation.report.table(title=f"{model.description} on {parsed.title}, %"))
@@ -409,6 +443,10 @@ app.add_typer(index_app, name="index")
 GalleryOption = Annotated[Path, typer.Option(help="Gallery directory")]
 
 
+def _waiting(gallery: Path) -> Callable[[], None]:
+    return lambda: errors.print(f"waiting for another process that is writing {gallery}")
+
+
 def _embedding_progress(total: int):
     bar = progress()
     task = bar.add_task("embedding", total=total)
@@ -442,7 +480,7 @@ def index_build_command(
 ) -> None:
     """Embed a dataset split or a folder of images and save a FAISS gallery."""
     from reid.engine.galleries import build_gallery, dataset_samples, image_samples
-    from reid.index import IndexSettings
+    from reid.index import IndexSettings, gallery_lock
 
     if (images is None) == (dataset is None):
         raise ReidError("give either --dataset with --data-root, or --images")
@@ -459,7 +497,8 @@ def index_build_command(
     bar, advance = _embedding_progress(len(samples))
     with bar:
         gallery = build_gallery(model, samples, settings, progress=advance)
-    gallery.save(out)
+    with gallery_lock(out, waiting=_waiting(out)):
+        gallery.save(out)
     console.print(f"gallery of {gallery.live_count} items ({gallery.settings.type}, {model.backbone}) -> {out}")
 
 
@@ -479,13 +518,14 @@ def index_add_command(
     from reid.engine.galleries import image_samples, sample_metadata
     from reid.index import Gallery
 
-    gallery = Gallery.load(index)
     model = embedder(checkpoint, backbone, pretrained, input_size, device)
-    gallery.check_model(model.backbone, model.num_features, model.digest)
     samples = image_samples(images, modality and modality.value)
-    gallery.add(model.embeddings(samples), [sample_metadata(s, label) for s in samples])
-    gallery.save(index)
-    console.print(f"added {len(samples)} items; the gallery now holds {gallery.live_count}")
+    Gallery.load(index).check_model(model.backbone, model.num_features, model.digest)  # before the embedding work
+    embeddings = model.embeddings(samples)
+    with Gallery.updating(index, waiting=_waiting(index)) as gallery:
+        added = gallery.add(embeddings, [sample_metadata(s, label) for s in samples])
+    skipped = f" ({len(samples) - added} already in the gallery)" if added < len(samples) else ""
+    console.print(f"added {added} items{skipped}; the gallery now holds {gallery.live_count}")
 
 
 @command(index_app, "remove")
@@ -496,23 +536,23 @@ def index_remove_command(
     """Remove items by path (searches skip them at once; `reid index compact` reclaims their space)."""
     from reid.index import Gallery
 
-    gallery = Gallery.load(index)
-    removed = gallery.remove(paths)
-    if removed == 0:
-        raise ReidError(f"none of the {len(paths)} paths is in the gallery {index}")
-    gallery.save(index)
+    with Gallery.updating(index, waiting=_waiting(index)) as gallery:
+        removed = gallery.remove(paths)
+        if removed == 0:
+            raise ReidError(f"none of the {len(paths)} paths is in the gallery {index}")
     console.print(f"removed {removed} items; {gallery.live_count} remain")
 
 
 @command(index_app, "compact")
 def index_compact_command(index: GalleryOption) -> None:
     """Rebuild a gallery without its removed items (exact for flat and hnsw; ivfpq keeps its compressed codes)."""
-    from reid.index import Gallery
+    from reid.index import Gallery, gallery_lock
 
-    gallery = Gallery.load(index)
-    removed = gallery.removed_count
-    compacted = gallery.compact()
-    compacted.save(index)
+    with gallery_lock(index, waiting=_waiting(index)):
+        gallery = Gallery.load(index)
+        removed = gallery.removed_count
+        compacted = gallery.compact()
+        compacted.save(index)
     console.print(f"compacted {index}: {removed} removed items dropped, {compacted.live_count} remain")
 
 
@@ -600,11 +640,12 @@ def compare_command(
                            device=device and device.value, output_dir=str(output_dir))
     settings.check_paths()
     names = [name.strip() for name in backbones.split(",") if name.strip()]
-    try:
-        rows = run_comparison(settings, names, output_dir, train, checkpoints, trials, console)
-    except KeyboardInterrupt:
-        errors.print("interrupted; run the same command again to continue where it stopped")
-        raise typer.Exit(130) from None
+    with stop_signals() as stopped:
+        try:
+            rows = run_comparison(settings, names, output_dir, train, checkpoints, trials, console)
+        except KeyboardInterrupt:
+            errors.print(f"{stopped.reason}; run the same command again to continue where it stopped")
+            raise typer.Exit(stopped.exit_code) from None
     table = Table(title=f"{settings.dataset}: {len(rows)} backbones, mean of {trials} trials")
     for column in ("backbone", "input", "params (M)", "GMACs", "img/s infer", "img/s train", "ir2vis mAP",
                    "vis2ir mAP"):
@@ -641,11 +682,13 @@ def pretrain_command(
     settings = load_config(config, PretrainConfig, data_root=data_root and str(data_root), model=model,
                            output_dir=output_dir and str(output_dir), epochs=epochs, batch_size=batch_size,
                            device=device and device.value, num_workers=num_workers, seed=seed)
-    try:
-        pretrain(settings, resume, console)
-    except KeyboardInterrupt:
-        errors.print(f"interrupted; continue with the same command and --resume ({settings.output_dir}/last.pt)")
-        raise typer.Exit(130) from None
+    with stop_signals() as stopped:
+        try:
+            pretrain(settings, resume, console)
+        except KeyboardInterrupt:
+            errors.print(f"{stopped.reason}; continue with the same command and --resume "
+                         f"({settings.output_dir}/last.pt)")
+            raise typer.Exit(stopped.exit_code) from None
     console.print(f"done: {settings.output_dir}/last.pt and best.pt (load with --pretrained in reid train)")
 
 
@@ -664,12 +707,13 @@ def demo_command(
 
     settings = load_config(config, data_root=str(data_dir), output_dir=str(output_dir), epochs=epochs,
                            device=device.value)
-    try:
-        result = run_demo(settings, console)
-    except KeyboardInterrupt:
-        errors.print(f"interrupted; continue with: reid train --config {config} --data-root {data_dir} "
-                     f"--output-dir {output_dir} --resume")
-        raise typer.Exit(130) from None
+    with stop_signals() as stopped:
+        try:
+            result = run_demo(settings, console)
+        except KeyboardInterrupt:
+            errors.print(f"{stopped.reason}; continue the training with: reid train --config {config} --data-root "
+                         f"{data_dir} --output-dir {output_dir} --resume")
+            raise typer.Exit(stopped.exit_code) from None
     console.print("\nmAP untrained -> trained: " + ", ".join(
         f"{direction} {before:.1f}% -> {after:.1f}%" for direction, (before, after) in result.map_change().items()))
     console.print(f"everything is in {output_dir}/: best.pt, last.pt, metrics.csv, curves.png, metrics.json, "

@@ -1,10 +1,9 @@
 """Visible-infrared person re-identification: AttNet backbones, official protocols, FAISS galleries.
 
-Importing ``reid`` registers the AttNet variants in timm (``timm.create_model("attnet_t2")``).
+``import reid.models`` registers the AttNet variants in timm (``timm.create_model("attnet_t2")``). Importing
+``reid`` itself loads nothing heavy, so the command line answers ``--help`` at once.
 """
 from importlib.metadata import PackageNotFoundError, version
-
-from reid import models  # noqa: F401  (registers attnet_* in timm)
 
 try:
     __version__ = version("vireid")

@@ -7,23 +7,37 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from reid.errors import ReidError
+
+
+def umask() -> int:
+    """The process's file-creation mask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(temporary_path)`` then rename the temporary file over ``path`` (same directory, so the
-    rename is atomic); the old file stays intact until the new one is complete."""
+    rename is atomic); the old file stays intact until the new one is complete. The file gets the permissions
+    any new file gets (the umask), not the private 0600 of a temporary file. A path that cannot be written (a
+    read-only or full disk, a folder that is a file) is a ReidError naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~umask())
         write(Path(temporary))
         os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise ReidError(f"{path}: cannot be written ({error.strerror or error})") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
     return path
 
@@ -48,4 +62,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    import torch  # here, so the light commands that write files do not load torch
+
     return atomic_write(path, lambda temporary: torch.save(obj, temporary))

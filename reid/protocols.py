@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from reid.errors import ReidError
 
-IdTensor = torch.Tensor | np.ndarray | Sequence[int]
-# (query pids, query camids, gallery pids, gallery camids), broadcast to (queries, gallery) -> removed
-RemovalRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # torch is imported where the rules run, so datasets (and the CLI) load without it
+    import numpy as np
+    import torch
+
+    IdTensor = torch.Tensor | np.ndarray | Sequence[int]
+    # (query pids, query camids, gallery pids, gallery camids), broadcast to (queries, gallery) -> removed
+    RemovalRule = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _same_identity_and_camera(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
@@ -38,11 +40,16 @@ def _camera3_drops_camera2(query_pids, query_camids, gallery_pids, gallery_camid
 
 
 def _nothing(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
+    import torch
+
     return torch.zeros(torch.broadcast_shapes(query_pids.shape, gallery_pids.shape), dtype=torch.bool,
                        device=query_pids.device)
 
 
 def _ids(values: IdTensor, device: torch.device | None = None) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
     return tensor.to(device=device if device is not None else tensor.device, dtype=torch.int64)
 
@@ -74,6 +81,8 @@ class Protocol:
 
         Every argument is one-dimensional; the mask is on the device of ``gallery_pids``.
         """
+        import torch
+
         device = gallery_pids.device if isinstance(gallery_pids, torch.Tensor) else None
         gallery_pids, gallery_camids = _ids(gallery_pids, device), _ids(gallery_camids, device)
         device = gallery_pids.device

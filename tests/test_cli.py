@@ -78,3 +78,14 @@ def test_data_check_unknown_dataset():
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "error: Invalid value for '--dataset' / '-d': 'market1501' is not one of 'llcm', 'vcm', 'sysu', 'regdb'" \
         in result.stderr
+
+
+def test_the_command_line_starts_without_torch_timm_or_faiss():
+    import subprocess
+    import sys
+
+    code = ("import sys, cli; heavy = [m for m in ('torch', 'timm', 'faiss', 'albumentations', 'cv2') "
+            "if m in sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=__import__("pathlib").Path(__file__).parents[1])
+    assert result.stdout.strip() == "[]"

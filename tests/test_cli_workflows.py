@@ -144,3 +144,84 @@ def test_evaluate_through_an_exact_faiss_gallery_gives_the_same_metrics(trained,
         for key, value in outputs[0][direction].items():
             if key != "std":
                 assert outputs[1][direction][key] == pytest.approx(value, abs=1e-3), (direction, key)
+
+
+def test_faults_a_careful_user_hits_are_one_line_errors(trained, tmp_path, monkeypatch):
+    root, config, run = trained
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    from reid.engine import evaluate as evaluate_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the output path was checked")
+
+    monkeypatch.setattr(evaluate_module, "evaluate_dataset", never)
+    image = sorted((root / "test_nir").rglob("*.jpg"))[0]
+    cases = [
+        (["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm", "--data-root", str(root),
+          "--output", str(blocker / "m.json")], f"{blocker / 'm.json'}: cannot be written"),
+        (["train", "--config", str(config)], "already holds a run"),
+        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / "d"), "--ids", "0"],
+         "Invalid value for '--ids': Input should be greater than or equal to 4"),
+        (["data", "make-demo", "--layout", "regdb", "--out", str(blocker / "d"), "--ids", "4"],
+         "cannot write the dataset"),
+        (["index", "add", "--index", str(tmp_path), "--checkpoint", str(run / "best.pt"), "--images", str(image),
+          "--modality", "bogus"], "Invalid value for '--modality': 'bogus' is not one of 'vis', 'ir'"),
+        (["index", "build", "--checkpoint", str(run / "best.pt"), "--images", str(image), "--out",
+          str(blocker / "g")], "cannot"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+def test_adding_an_image_twice_keeps_one_item(trained, tmp_path, monkeypatch):
+    root, _, run = trained
+    gallery = tmp_path / "g"
+    image = sorted((root / "test_nir").rglob("*.jpg"))[0]
+    checkpoint = ["--checkpoint", str(run / "best.pt")]
+    assert runner.invoke(app, ["index", "build", *checkpoint, "--images", str(image), "--out", str(gallery)]
+                         ).exit_code == 0
+    monkeypatch.chdir(image.parent)
+    again = runner.invoke(app, ["index", "add", "--index", str(gallery), *checkpoint, "--images", image.name])
+    assert again.exit_code == 0 and "added 0 items (1 already in the gallery)" in again.stdout, again.output
+    removed = runner.invoke(app, ["index", "remove", "--index", str(gallery), image.name])  # relative to the cwd
+    assert removed.exit_code == 0 and "removed 1 items; 0 remain" in removed.stdout, removed.output
+
+
+def test_evaluate_says_what_ran(trained):
+    root, _, run = trained
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                 "--data-root", str(root), "--trials", "1000", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "LLCM's protocol has 10 gallery trials; evaluating 10, not 1000" in result.stderr.replace("\n", " ")
+    assert "mean of 10 trials" in result.stdout or "±" in result.stdout
+
+
+def test_sigterm_stops_training_with_a_resume_hint(trained, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    _, config, _ = trained
+    long_run = tmp_path / "long.yaml"
+    values = yaml.safe_load(config.read_text()) | {"output_dir": str(tmp_path / "run"), "epochs": 200}
+    long_run.write_text(yaml.safe_dump(values))
+    cli = Path(__file__).parents[1] / "cli.py"
+    process = subprocess.Popen([sys.executable, str(cli), "train", "--config", str(long_run)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run/last.pt").is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM); last.pt keeps the last finished epoch. Continue with: reid train" in stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    from reid.engine.checkpoint import RunCheckpoint
+
+    assert RunCheckpoint.load(tmp_path / "run/last.pt").epoch >= 1

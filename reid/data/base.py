@@ -132,14 +132,24 @@ def read_path_labels(root: Path, relative: str, problems: list[str]) -> list[tup
     """Lines of "relative/path label" as (absolute path, label); malformed lines and missing images are problems."""
     lines = read_index_lines(root, relative, problems)
     entries = []
+    first_line: dict[str, int] = {}
     for number, line in lines or []:
+        where = f"{root / relative}:{number}"
         parts = line.split()
         if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
-            problems.append(f"{root / relative}:{number}: expected 'relative/path label', got {line!r}")
+            problems.append(f"{where}: expected 'relative/path label', got {line!r}")
             continue
-        path = root / parts[0]
+        normal = os.path.normpath(parts[0])
+        if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+            problems.append(f"{where}: {parts[0]} is outside the dataset root (paths are relative to {root})")
+            continue
+        if normal in first_line:
+            problems.append(f"{where}: {parts[0]} is listed again (first on line {first_line[normal]})")
+            continue
+        first_line[normal] = number
+        path = root / normal
         if not path.is_file():
-            problems.append(f"{root / relative}:{number}: missing image {path}")
+            problems.append(f"{where}: missing image {path}")
             continue
         entries.append((str(path), int(parts[1])))
     if lines is not None and not lines:

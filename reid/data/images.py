@@ -28,6 +28,11 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def _too_large(error: Image.DecompressionBombError) -> str:
+    # PIL refuses images of more than twice Image.MAX_IMAGE_PIXELS, a guard against decompression bombs
+    return f"image too large to decode safely ({error.args[0].split('(')[0].strip() if error.args else error})"
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8; errors name the file."""
     try:
@@ -35,6 +40,8 @@ def load_image(path: str | Path) -> np.ndarray:
             return to_rgb_array(image)
     except FileNotFoundError:
         raise DatasetError(Path(path).parent, [f"{path}: missing image"]) from None
+    except Image.DecompressionBombError as error:
+        raise DatasetError(Path(path).parent, [f"{path}: {_too_large(error)}"]) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DatasetError(Path(path).parent, [f"{path}: unreadable image ({error})"]) from None
 
@@ -50,6 +57,8 @@ def image_problem(path: str | Path) -> str | None:
                 return f"{path}: empty image"
     except FileNotFoundError:
         return f"{path}: missing image"
+    except Image.DecompressionBombError as error:
+        return f"{path}: {_too_large(error)}"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         return f"{path}: unreadable image ({error})"
     return None

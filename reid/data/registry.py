@@ -70,9 +70,13 @@ def make_dataset(name: str, out: str | Path, num_ids: int | None = None, seed: i
     if out.exists() and not overwrite:
         raise ReidError(f"{out} already exists (pass --overwrite to replace it)")
     staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    reader.write_synthetic(staging, num_ids, seed)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        reader.write_synthetic(staging, num_ids, seed)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ReidError(f"{out}: cannot write the dataset ({error.strerror or error})") from None
     return out

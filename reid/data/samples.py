@@ -3,11 +3,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Literal
 
 Modality = Literal["vis", "ir"]
 Direction = Literal["ir2vis", "vis2ir"]
 DIRECTIONS: tuple[Direction, ...] = ("ir2vis", "vis2ir")
+
+
+class Split(str, Enum):
+    """A part of a dataset: the training samples, or the query or gallery of a search, or all of them."""
+
+    gallery = "gallery"
+    query = "query"
+    train = "train"
+    all = "all"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from reid.config import TrainConfig
+from reid.config import ConfigError, TrainConfig, load_config
 from reid.data import load_dataset, make_dataset
 from reid.data.transforms import eval_pipeline
 from reid.engine.checkpoint import RunCheckpoint
@@ -67,7 +67,7 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None) 
     console.print(before.table(title=f"2/5 untrained {config.backbone} (random weights), {DEMO_TRIALS} trials, %"))
 
     console.print(f"3/5 training {config.backbone} for {config.epochs} epochs on {device} -> {run}")
-    Trainer(config, console=console).fit()
+    Trainer(config, console=console, overwrite=_holds_a_demo_run(run, config)).fit()
     checkpoint = RunCheckpoint.load(run / "best.pt")
     trained = Embedder.from_checkpoint(checkpoint, device)
     evaluation = evaluate_dataset(trained, dataset, trials=DEMO_TRIALS)
@@ -96,3 +96,13 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None) 
         "FAISS query")
     return DemoResult(before, evaluation.report, hits, run)
 
+
+def _holds_a_demo_run(run: Path, config: TrainConfig) -> bool:
+    """Whether ``run`` holds an earlier run of this demo (replaced when the demo runs again); any other run in
+    the directory is kept, and training refuses to start over it."""
+    try:
+        previous = load_config(run / "config.yaml")
+    except ConfigError:
+        return False
+    return (previous.dataset, previous.data_root, previous.backbone) == (config.dataset, config.data_root,
+                                                                        config.backbone)

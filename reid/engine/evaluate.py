@@ -41,6 +41,22 @@ def evaluate_with_index(query_features: torch.Tensor, gallery_features: torch.Te
     return evaluator.evaluate()
 
 
+def evaluation_notes(dataset: ReIDDataset, directions: Sequence[Direction], trials: int | None) -> list[str]:
+    """What an evaluation runs where it differs from what was asked: directions the protocol does not have, and
+    gallery trials beyond the protocol's (or on RegDB, which evaluates the one split its model was trained on)."""
+    notes = [f"{dataset.title} has no {direction} search in its official protocol; evaluating "
+             f"{' and '.join(dataset.directions)} only"
+             for direction in directions if direction not in dataset.directions]
+    if trials is not None and dataset.trains_per_trial:
+        notes.append(f"{dataset.title} trains one model per split, so --trials does not apply: the split of --trial "
+                     f"is evaluated")
+    elif trials is not None and trials > dataset.num_trials:
+        noun = "trial" if dataset.num_trials == 1 else "trials"
+        notes.append(f"{dataset.title}'s protocol has {dataset.num_trials} gallery {noun}; evaluating "
+                     f"{dataset.num_trials}, not {trials}")
+    return notes
+
+
 def trials_to_run(dataset: ReIDDataset, trials: int, trial: int = 0) -> list[int]:
     """Gallery trials of an evaluation. RegDB trains one model per split, so only that split is evaluated."""
     if dataset.trains_per_trial:

@@ -1,30 +1,22 @@
 """Galleries from samples: choose them (a dataset split or image files), embed them and index them."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from enum import Enum
 from pathlib import Path
 
 from reid.data.base import IMAGE_SUFFIXES, ReIDDataset
 from reid.data.images import load_image
-from reid.data.samples import Direction, Modality, Sample
+from reid.data.samples import Direction, Modality, Sample, Split
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.index import Gallery, GalleryError, IndexSettings
 
 
-class Split(str, Enum):
-    """Which samples of a dataset a gallery holds."""
-
-    gallery = "gallery"
-    query = "query"
-    train = "train"
-    all = "all"
-
-
 def sample_metadata(sample: Sample, label: str | None = None) -> dict:
-    """The metadata row of a sample (pid and camid are None for unlabelled images)."""
-    path = list(sample.path) if sample.is_tracklet else sample.path
+    """The metadata row of a sample: absolute paths (so the item is found again from any directory), and None
+    for the pid and camid of unlabelled images."""
+    path = [os.path.abspath(p) for p in sample.path] if sample.is_tracklet else os.path.abspath(sample.path)
     return {"path": path, "pid": sample.pid if sample.pid >= 0 else None,
             "camid": sample.camid if sample.camid >= 0 else None, "modality": sample.modality, "label": label}
 

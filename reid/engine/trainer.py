@@ -33,6 +33,7 @@ from reid.engine.evaluate import evaluate_dataset
 from reid.engine.history import History
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
+from reid.io import atomic_write_text, ensure_writable
 from reid.losses import ReIDLoss, weighted_sum
 from reid.models.weights import unwrap_model
 from reid.report import EvaluationReport
@@ -136,12 +137,16 @@ class Trainer:
         config: The resolved experiment config.
         resume: Continue from the run directory's last.pt when there is one.
         console: Where progress and messages go (None: quiet).
+        overwrite: Replace a run already in the directory (without it, and without ``resume``, such a directory
+            is refused, so no run is lost by a reused --output-dir).
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False, console: Console | None = None) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, console: Console | None = None,
+                 overwrite: bool = False) -> None:
         self.config = config
         self.resume = resume
         self.console = console
+        self.overwrite = overwrite
         self.files = RunFiles(Path(config.output_dir))
 
     def say(self, message: str) -> None:
@@ -152,6 +157,8 @@ class Trainer:
         config = self.config
         self.rank, self.world_size, local_rank = init_distributed()
         config.check_paths()
+        if self.rank == 0:
+            self._claim_run_directory()
         device = resolve_device(config.device, local_rank)
         amp_dtype = resolve_amp(config.amp, device)
         seed_everything(config.seed, config.deterministic)
@@ -195,7 +202,7 @@ class Trainer:
             self.say(f"nothing to resume in {self.files.root}; starting a new run")
         if self.rank == 0:
             self.files.root.mkdir(parents=True, exist_ok=True)
-            self.files.config.write_text(config.to_yaml())
+            atomic_write_text(self.files.config, config.to_yaml())
         train_model = model
         if self.world_size > 1:
             train_model = torch.nn.parallel.DistributedDataParallel(
@@ -230,6 +237,19 @@ class Trainer:
         if self.world_size > 1:
             dist.destroy_process_group()
         return report
+
+    def _claim_run_directory(self) -> None:
+        """Refuse to start over a run the directory already holds (unless resuming or told to overwrite), and
+        check it can be written, before any work."""
+        files = self.files
+        existing = [p.name for p in (files.last, files.best, files.metrics) if p.is_file()]
+        if existing and not self.resume:
+            if not self.overwrite:
+                raise ReidError(f"{files.root} already holds a run ({', '.join(existing)}); continue it with "
+                                f"--resume, train into a new --output-dir, or replace it with --overwrite")
+            for path in (files.last, files.best, files.metrics, files.curves):
+                path.unlink(missing_ok=True)
+        ensure_writable(files.config)
 
     def _verify(self, dataset) -> None:
         with self._progress() as bar:

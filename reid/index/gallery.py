@@ -8,7 +8,8 @@ without them.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,10 @@ import faiss
 import numpy as np
 
 from reid.data.samples import Modality, Sample
-from reid.index.factory import (
-    GalleryError,
-    IndexSettings,
-    build_index,
-    gpu_available,
-    normalised,
-    search_parameters,
-    to_gpu,
-)
-from reid.index.metadata import UNKNOWN, MetadataTable
-from reid.index.store import Manifest, load_gallery, save_gallery
+from reid.index.factory import build_index, gpu_available, normalised, search_parameters, to_gpu
+from reid.index.metadata import UNKNOWN, MetadataTable, path_key
+from reid.index.settings import GalleryError, IndexSettings
+from reid.index.store import Manifest, gallery_lock, load_gallery, save_gallery
 
 
 @dataclass
@@ -86,15 +80,26 @@ class Gallery:
         gallery._append(vectors, MetadataTable.from_rows(metadata))
         return gallery
 
-    def add(self, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]]) -> None:
-        """Add items; the index's training (ivfpq) is kept."""
+    def add(self, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]]) -> int:
+        """Add the items that are not in the gallery yet (by path, relative or absolute); returns how many were
+        added. The index's training (ivfpq) is kept."""
         vectors = normalised(embeddings)
         if vectors.shape[1] != self.manifest.embedding_size:
             raise GalleryError(f"embeddings of size {vectors.shape[1]} cannot join a gallery of size "
                                f"{self.manifest.embedding_size}")
         if len(vectors) != len(metadata):
             raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
-        self._append(vectors, MetadataTable.from_rows(metadata))
+        table = MetadataTable.from_rows(metadata)
+        seen = {path_key(self.table.paths[i]) for i in np.flatnonzero(~self.table.removed)}
+        new = []
+        for row, path in enumerate(table.paths):
+            key = path_key(path)
+            if key not in seen:
+                seen.add(key)
+                new.append(row)
+        if new:
+            self._append(vectors[new], table.select(np.asarray(new)))
+        return len(new)
 
     def _append(self, vectors: np.ndarray, table: MetadataTable) -> None:
         self.index.add(vectors)
@@ -195,6 +200,20 @@ class Gallery:
     def load(cls, directory: str | Path, use_gpu: bool = False) -> Gallery:
         stored = load_gallery(directory)
         return cls(stored.manifest, stored.settings, stored.index, stored.table, use_gpu)
+
+    @classmethod
+    @contextmanager
+    def updating(cls, directory: str | Path, waiting: Callable[[], None] | None = None) -> Iterator[Gallery]:
+        """Load a gallery for a change and save it when the block ends without an error, holding the gallery's
+        lock throughout, so concurrent writers take turns.
+
+        Args:
+            waiting: Called once if another process holds the lock.
+        """
+        with gallery_lock(directory, waiting=waiting):
+            gallery = cls.load(directory)
+            yield gallery
+            gallery.save(directory)
 
     def check_model(self, backbone: str, embedding_size: int, checkpoint_digest: str | None) -> None:
         """Refuse to query with a model other than the one that built the gallery, saying what differs."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from reid.index.factory import GalleryError
+from reid.index.settings import GalleryError
 
 MODALITIES = ("vis", "ir")
 UNKNOWN = -1  # pid or camid not known (images added without labels)

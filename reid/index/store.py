@@ -1,24 +1,30 @@
 """Gallery directories on disk: ``index.faiss``, ``metadata.jsonl`` and ``manifest.json``, written atomically.
 
 A save writes a staging directory (its name unique to the process) and swaps it in, so a crash never replaces
-a good gallery with a broken one. The manifest records what the gallery is (backbone, checkpoint digest,
-embedding size, normalisation, index settings, item count) and the sha256 of the two data files written with
-it, so a manifest copied from another gallery is refused on load.
+a good gallery with a broken one. A process that changes a gallery holds ``gallery_lock`` from load to save, so
+two concurrent writers take turns instead of one silently losing the other's items. The manifest records what
+the gallery is (backbone, checkpoint digest, embedding size, normalisation, index settings, item count) and the
+sha256 of the two data files written with it, so a manifest copied from another gallery is refused on load.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import faiss
 
-from reid.index.factory import GalleryError, IndexSettings
 from reid.index.metadata import MetadataTable
+from reid.index.settings import GalleryError, IndexSettings
+from reid.io import umask
 
 FORMAT_VERSION = 1
 INDEX_FILE, METADATA_FILE, MANIFEST_FILE = "index.faiss", "metadata.jsonl", "manifest.json"
@@ -49,6 +55,43 @@ class StoredGallery:
     table: MetadataTable
 
 
+@contextmanager
+def gallery_lock(directory: str | Path, timeout: float = 600.0,
+                 waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive lock of a gallery directory (a ``.NAME.lock`` file beside it, since the directory
+    itself is swapped on save). The operating system releases it if the process dies.
+
+    Args:
+        timeout: Seconds to wait for another process's lock before giving up with a GalleryError.
+        waiting: Called once if the lock is held by another process (to tell the user).
+    """
+    directory = Path(directory)
+    lock_path = directory.with_name(f".{directory.name}.lock")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115  (held until the end of the with block)
+    except OSError as error:
+        raise GalleryError(f"{lock_path}: cannot create the gallery's lock file ({error.strerror or error})") from None
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told and waiting is not None:
+                    waiting()
+                    told = True
+                if time.monotonic() > deadline:
+                    raise GalleryError(f"{directory}: another process has been writing this gallery for "
+                                       f"{timeout:.0f} s; try again later") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -66,7 +109,7 @@ def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, 
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a gallery is shared like any folder
+        os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes 0700; a gallery is shared like any folder
         faiss.write_index(index, str(staging / INDEX_FILE))
         (staging / METADATA_FILE).write_text(table.to_jsonl())
         manifest.items = table.live_count
@@ -84,12 +127,6 @@ def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, 
             shutil.rmtree(staging, ignore_errors=True)
         raise GalleryError(f"{directory}: cannot write the gallery ({error.strerror or error})") from None
     return directory
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _manifest(path: Path) -> tuple[Manifest, int, dict | None]:

@@ -38,3 +38,16 @@ def test_problems_name_the_file(tmp_path):
     assert image_problem(good) is None
     assert image_problem(bad).startswith(f"{bad}: unreadable image")
     assert image_problem(tmp_path / "none.jpg") == f"{tmp_path / 'none.jpg'}: missing image"
+
+
+def test_decompression_bombs_are_problems_not_crashes(tmp_path, monkeypatch):
+    import pytest
+
+    from reid.data import DatasetError
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (200, 100)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # 20,000 pixels is then over PIL's 2x bomb limit
+    assert image_problem(path).startswith(f"{path}: image too large to decode safely")
+    with pytest.raises(DatasetError, match="image too large to decode safely"):
+        load_image(path)

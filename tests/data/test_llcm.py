@@ -81,3 +81,22 @@ def test_identity_without_images_and_corrupt_image(damaged):
 def test_missing_root():
     with pytest.raises(DatasetError, match="no such directory"):
         LLCM("/nonexistent/LLCM")
+
+
+def test_paths_outside_the_root_and_repeated_lines_are_problems(damaged):
+    root = damaged("llcm")
+    lines = (root / "idx/train_vis.txt").read_text().splitlines()
+    outside = root.parent / "elsewhere.jpg"
+    outside.write_bytes((root / lines[0].split()[0]).read_bytes())
+    lines += [lines[0], "../elsewhere.jpg 1", f"{outside} 1"]
+    (root / "idx/train_vis.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as error:
+        LLCM(root)
+    problems = error.value.problems
+    count = len(lines)
+    assert f"{root / 'idx/train_vis.txt'}:{count - 2}: {lines[0].split()[0]} is listed again (first on line 1)" \
+        in problems
+    assert f"{root / 'idx/train_vis.txt'}:{count - 1}: ../elsewhere.jpg is outside the dataset root " \
+           f"(paths are relative to {root})" in problems
+    assert any(p.startswith(f"{root / 'idx/train_vis.txt'}:{count}: {outside} is outside") for p in problems)
+    assert len(problems) == 3

@@ -3,6 +3,8 @@ import torch
 
 from reid.config import make_config
 from reid.data import make_dataset
+from reid.engine.checkpoint import save_checkpoint
+from reid.models.reid_model import ReIDModel
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +30,26 @@ def tiny_config(tiny_llcm, tmp_path):
         return make_config(values)
 
     return config
+
+
+@pytest.fixture
+def checkpoint_file(tmp_path, tiny_llcm):
+    """A run checkpoint of a small AttNet (and the model), with entries replaced or (None) removed."""
+
+    def write(**state_changes):
+        config = make_config(dict(dataset="llcm", data_root=str(tiny_llcm), backbone="attnet_xxs", input_height=64,
+                                  input_width=32))
+        torch.manual_seed(1)
+        model = ReIDModel("attnet_xxs", 5, (64, 32))
+        path = save_checkpoint(tmp_path / "best.pt", model, config, 5, 3, 41.5)
+        if state_changes:
+            state = torch.load(path, weights_only=True)
+            for key, value in state_changes.items():
+                if value is None:
+                    del state[key]
+                else:
+                    state[key] = value
+            torch.save(state, path)
+        return path, model
+
+    return write

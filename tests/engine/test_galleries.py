@@ -4,8 +4,9 @@ import torch
 from PIL import Image
 
 from reid.data import load_dataset
+from reid.data.samples import Split
 from reid.data.transforms import AugmentConfig, eval_pipeline
-from reid.engine.galleries import Split, build_gallery, dataset_samples, guess_modality, image_samples
+from reid.engine.galleries import build_gallery, dataset_samples, guess_modality, image_samples
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.index import IndexSettings

@@ -9,6 +9,7 @@ from reid.data.sampler import CrossModalityIdentitySampler
 from reid.engine import trainer as trainer_module
 from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.trainer import NonFiniteLossError, RunFiles, Trainer
+from reid.errors import ReidError
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +123,14 @@ def test_fixed_size_backbone_trains_at_its_native_size(tiny_config):
     report = Trainer(config).fit()
     assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").input_size == (224, 224)
     assert set(report.results) == {"ir2vis", "vis2ir"}
+
+
+def test_a_directory_with_a_run_is_not_trained_over(tiny_config):
+    config = tiny_config(epochs=1)
+    Trainer(config).fit()
+    first = RunCheckpoint.load(Path(config.output_dir) / "last.pt").digest
+    with pytest.raises(ReidError, match="already holds a run .*--resume.*--output-dir.*--overwrite"):
+        Trainer(config).fit()
+    assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").digest == first  # untouched
+    Trainer(config.model_copy(update={"seed": 5}), overwrite=True).fit()
+    assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").digest != first

@@ -1,12 +1,14 @@
 import json
+import multiprocessing
 import os
 import shutil
 import stat
+import time
 
 import numpy as np
 import pytest
 
-from reid.index import Gallery, GalleryError
+from reid.index import Gallery, GalleryError, gallery_lock
 
 
 def small_gallery(seed=0, count=40, backbone="attnet_xxs"):
@@ -67,3 +69,84 @@ def test_an_unwritable_destination_is_a_gallery_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(GalleryError, match="cannot write the gallery"):
         small_gallery().save(blocker / "g")
+
+
+def _add_items(directory, name, count, started, pause):
+    # run in a separate process: load under the lock, wait so the writers overlap, add, save
+    rng = np.random.default_rng(abs(hash(name)) % 2 ** 32)
+    with Gallery.updating(directory) as gallery:
+        started.set()
+        time.sleep(pause)
+        gallery.add(rng.standard_normal((count, 16)).astype(np.float32),
+                    [{"path": f"{name}_{i}.jpg"} for i in range(count)])
+
+
+def test_concurrent_writers_take_turns_and_lose_nothing(tmp_path):
+    target = small_gallery(count=10).save(tmp_path / "g")
+    context = multiprocessing.get_context("spawn")
+    first_started, second_started = context.Event(), context.Event()
+    first = context.Process(target=_add_items, args=(target, "first", 7, first_started, 1.0))
+    second = context.Process(target=_add_items, args=(target, "second", 5, second_started, 0.0))
+    first.start()
+    assert first_started.wait(60)
+    second.start()  # asks for the lock while the first process holds it
+    for process in (first, second):
+        process.join(60)
+        assert process.exitcode == 0
+    gallery = Gallery.load(target)
+    assert gallery.live_count == 10 + 7 + 5
+    paths = [row["path"] for row in gallery.table.rows()]
+    assert sum(p.startswith("first_") for p in paths) == 7 and sum(p.startswith("second_") for p in paths) == 5
+
+
+def test_a_held_lock_makes_a_writer_wait_then_give_up(tmp_path):
+    target = small_gallery().save(tmp_path / "g")
+    told = []
+    with gallery_lock(target):
+        context = multiprocessing.get_context("spawn")
+        with pytest.raises(GalleryError, match="another process has been writing this gallery"), \
+                context.Pool(1) as pool:
+            pool.apply(_locked_briefly, (target,))
+    with gallery_lock(target, timeout=1, waiting=lambda: told.append(True)):
+        pass
+    assert told == []  # free again: no waiting
+
+
+def _locked_briefly(target):
+    with gallery_lock(target, timeout=0.3):
+        pass
+
+
+def test_damaged_gallery_files_give_gallery_errors(tmp_path):
+    """Fuzz: random damage to each file of a gallery (with and without the manifest's digests) is a
+    GalleryError on load, never another exception."""
+    pristine = small_gallery().save(tmp_path / "pristine")
+    rng = np.random.default_rng(0)
+    refused = 0
+    for attempt in range(60):
+        target = tmp_path / f"g{attempt}"
+        shutil.copytree(pristine, target)
+        if attempt % 2:  # without digests, the index and metadata readers meet the damage themselves
+            manifest = json.loads((target / "manifest.json").read_text())
+            del manifest["files"]
+            (target / "manifest.json").write_text(json.dumps(manifest))
+        name = ["index.faiss", "metadata.jsonl", "manifest.json"][attempt % 3]
+        data = bytearray((target / name).read_bytes())
+        kind = rng.integers(4)
+        if kind == 0:
+            data = data[:int(rng.integers(0, len(data)))]
+        elif kind == 1:
+            for position in rng.integers(0, len(data), 8):
+                data[position] = int(rng.integers(0, 256))
+        elif kind == 2 and name != "index.faiss":
+            text = data.decode(errors="replace")
+            data = bytearray(text.replace('"pid": 1', '"pid": [1]').replace('"type"', '"kind"')
+                             .replace("{", "[", 1).encode())
+        else:
+            data = bytearray(b"null" if name != "index.faiss" else b"")
+        (target / name).write_bytes(bytes(data))
+        try:
+            Gallery.load(target)
+        except GalleryError:
+            refused += 1
+    assert refused >= 45
