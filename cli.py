@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,7 +72,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Piped or captured output has no terminal width; rich would then cut tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the terminal width
 
 
@@ -185,6 +187,9 @@ def stop_signals() -> Iterator[Stop]:
 DatasetOption = Annotated[DatasetName, typer.Option("--dataset", "-d", help=f"The dataset: {DATASET_HELP}")]
 DataRootOption = Annotated[Path, typer.Option(help="Dataset root, as the authors distribute it")]
 SearchModeOption = Annotated[SearchMode, typer.Option(help="SYSU-MM01 search: all or indoor")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Override any config key, read as YAML (repeatable): --set batch_identities=5 "
+                                       "--set pretrained=null; named options win over --set")]
 # The model that embeds images: a run checkpoint, or a bare timm backbone as a baseline.
 CheckpointOption = Annotated[Path | None, typer.Option(help="A run checkpoint (best.pt / last.pt)",
                                                        rich_help_panel="Model")]
@@ -228,10 +233,15 @@ def models_command(
             list[str] | None, typer.Argument(help="Backbones to list (default: the paper's comparison set)")
         ] = None,
         size: Annotated[str, typer.Option(help="Input size (HxW) to check each backbone runs at")] = "288x144",
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per backbone")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line, one per backbone")]
+        = False,
+        weights_dir: Annotated[Path, typer.Option(help="Where the authors' AttNet ImageNet weights are kept")]
+        = Path("weights"),
 ) -> None:
-    """List backbones with their parameters, MACs at 224x224 and whether they run at the re-ID input size."""
+    """List backbones with their parameters, MACs at 224x224, whether they run at the re-ID input size, and
+    whether the authors' ImageNet weights of each AttNet variant are found (and load)."""
     from reid.models.backbones import PAPER_BACKBONES, describe_backbone
+    from reid.models.pretrained import weights_status
 
     probe = parse_size(size)
     names = names or list(PAPER_BACKBONES)
@@ -239,20 +249,27 @@ def models_command(
     with progress() as bar:
         task = bar.add_task("measuring backbones", total=len(names))
         for name in names:
-            infos.append(describe_backbone(name, probe))
+            infos.append((describe_backbone(name, probe), weights_status(name, weights_dir)))
             bar.advance(task)
     if as_json:
-        for info in infos:
+        for info, weights in infos:
             typer.echo(json.dumps(dict(name=info.name, params=info.params, macs_224=info.macs_224,
-                                       input_size=list(info.input_size), note=info.note)))
+                                       input_size=list(info.input_size), note=info.note, weights=weights)))
         return
     table = Table(title="Backbones (params with the ImageNet head; MACs of one 224x224 image)")
-    for column in ("backbone", "params (M)", "GMACs @224", f"runs at {probe[0]}x{probe[1]}"):
-        table.add_column(column, justify="left" if column == "backbone" else "right", no_wrap=column == "backbone")
-    for info in infos:
+    for column in ("backbone", "params (M)", "GMACs @224", f"runs at {probe[0]}x{probe[1]}", "ImageNet weights"):
+        table.add_column(column, justify="right" if column in ("params (M)", "GMACs @224") else "left",
+                         no_wrap=column == "backbone", overflow="fold")
+    for info, weights in infos:
         runs = "yes" if info.note is None else f"no: fixed {info.input_size[0]}x{info.input_size[1]}"
-        table.add_row(info.name, f"{info.params / 1e6:.3f}", f"{info.macs_224 / 1e9:.3f}", runs)
+        table.add_row(info.name, f"{info.params / 1e6:.3f}", f"{info.macs_224 / 1e9:.3f}", runs,
+                      weights or "timm's (--pretrained FILE)")
     console.print(table)
+    if any(weights and not weights.startswith("ok") for _, weights in infos):
+        from reid.models.pretrained import RELEASE_PAGE
+
+        console.print(f"AttNet weights: the authors' files are linked from {RELEASE_PAGE}; save them in "
+                      f"{weights_dir}/ under the names above")
 
 
 # reid data ------------------------------------------------------------------------------------------------------
@@ -328,14 +345,20 @@ def train_command(
         num_workers: Annotated[int | None, typer.Option(help="Data loading workers")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the run in output_dir from its last.pt")] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace a run that output_dir already holds")] = False,
+        tensorboard: Annotated[bool | None, typer.Option("--tensorboard", help="Also write TensorBoard scalars "
+                                                                               "(output_dir/tensorboard)")] = None,
+        assignments: SetOption = None,
 ) -> None:
-    """Train a cross-modality re-ID model; checkpoints, metrics.csv and curves.png go to the run directory."""
+    """Train a cross-modality re-ID model; checkpoints, train.log, metrics.csv and curves.png go to the run
+    directory."""
     from reid.config import load_config
     from reid.engine.trainer import Trainer, process_rank
 
-    settings = load_config(config, data_root=data_root and str(data_root), output_dir=output_dir and str(output_dir),
+    settings = load_config(config, assignments=assignments, data_root=data_root and str(data_root),
+                           output_dir=output_dir and str(output_dir),
                            backbone=backbone, epochs=epochs, device=device and device.value,
-                           pretrained=pretrained and str(pretrained), seed=seed, num_workers=num_workers)
+                           pretrained=pretrained and str(pretrained), seed=seed, num_workers=num_workers,
+                           tensorboard=tensorboard)
     if batch_size is not None:
         settings = settings.with_batch_size(batch_size)
     main_process = process_rank() == 0
@@ -350,7 +373,7 @@ def train_command(
                          f"--config {config} --output-dir {settings.output_dir} --resume")
             raise typer.Exit(stopped.exit_code) from None
     if main_process:
-        console.print(f"done: {settings.output_dir}/best.pt, last.pt, metrics.csv, curves.png")
+        console.print(f"done: {settings.output_dir}/best.pt, last.pt, train.log, metrics.csv, curves.png")
 
 
 @command(app, "evaluate")
@@ -394,6 +417,7 @@ def evaluate_command(
                                       rerank,
                                       progress=lambda done, total: bar.update(task, completed=done, total=total),
                                       use_index=use_index)
+    evaluation.report.command = shlex.join(["reid", *sys.argv[1:]])
     console.print(evaluation.report.table(title=f"{model.description} on {parsed.title}, %"))
     if output:
         evaluation.report.save_json(output)
@@ -513,13 +537,16 @@ def index_add_command(
         device: DeviceOption = Device.auto,
         modality: Annotated[Modality | None, typer.Option(help="Default: guessed, grayscale = ir")] = None,
         label: Annotated[str | None, typer.Option(help="A free label stored with each new item")] = None,
+        pid: Annotated[int | None, typer.Option(min=0, help="The identity of the new items, when known")] = None,
+        camid: Annotated[int | None, typer.Option(min=0, help="Their camera, when known")] = None,
 ) -> None:
     """Embed more images with the gallery's own model and add them."""
     from reid.engine.galleries import image_samples, sample_metadata
     from reid.index import Gallery
 
     model = embedder(checkpoint, backbone, pretrained, input_size, device)
-    samples = image_samples(images, modality and modality.value)
+    samples = [replace(sample, pid=sample.pid if pid is None else pid, camid=sample.camid if camid is None else camid)
+               for sample in image_samples(images, modality and modality.value)]
     Gallery.load(index).check_model(model.backbone, model.num_features, model.digest)  # before the embedding work
     embeddings = model.embeddings(samples)
     with Gallery.updating(index, waiting=_waiting(index)) as gallery:
@@ -578,6 +605,10 @@ def index_query_command(
         images: Annotated[Path | None, typer.Option(help="A folder of query images")] = None,
         top_k: Annotated[int, typer.Option(min=1, help="Results per query")] = 10,
         modality: Annotated[Modality | None, typer.Option(help="Only gallery items of this modality")] = None,
+        cameras: Annotated[list[int] | None, typer.Option("--camera", help="Only gallery items from this camera "
+                                                                            "(repeatable)")] = None,
+        exclude_camera: Annotated[int | None, typer.Option(help="Skip gallery items from this camera, e.g. the "
+                                                                "query's own (as the LLCM protocol does)")] = None,
         query_modality: Annotated[Modality | None, typer.Option(help="Default: guessed, grayscale = ir")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result line")] = False,
         visualize: Annotated[Path | None, typer.Option(help="Save the rank lists as a picture")] = None,
@@ -593,7 +624,9 @@ def index_query_command(
     model = embedder(checkpoint, backbone, pretrained, input_size, device)
     gallery.check_model(model.backbone, model.num_features, model.digest)
     queries = image_samples(image or [images], query_modality and query_modality.value)
-    results = gallery.search(model.embeddings(queries), top_k, modality=modality and modality.value)
+    results = gallery.search(model.embeddings(queries), top_k, modality=modality and modality.value,
+                             exclude_camids=None if exclude_camera is None else [exclude_camera] * len(queries),
+                             camids=cameras)
     for query, hits in zip(queries, results, strict=True):
         if as_json:
             for hit in hits:
@@ -629,6 +662,7 @@ def compare_command(
         data_root: Annotated[Path | None, typer.Option(help="Dataset root (overrides the config)")] = None,
         epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs")] = None,
         device: Annotated[Device | None, typer.Option(help="Where to train and measure")] = None,
+        assignments: SetOption = None,
 ) -> None:
     """Train or evaluate several backbones with one recipe and write comparison.md/.csv/.json and a chart."""
     from reid.config import load_config
@@ -636,7 +670,7 @@ def compare_command(
 
     if train == (checkpoints is not None):
         raise ReidError("give exactly one of --train and --checkpoints DIR")
-    settings = load_config(config, data_root=data_root and str(data_root), epochs=epochs,
+    settings = load_config(config, assignments=assignments, data_root=data_root and str(data_root), epochs=epochs,
                            device=device and device.value, output_dir=str(output_dir))
     settings.check_paths()
     names = [name.strip() for name in backbones.split(",") if name.strip()]
@@ -674,12 +708,14 @@ def pretrain_command(
         num_workers: Annotated[int | None, typer.Option(min=0)] = None,
         seed: Annotated[int | None, typer.Option()] = None,
         resume: Annotated[bool, typer.Option(help="Continue from output_dir/last.pt")] = False,
+        assignments: SetOption = None,
 ) -> None:
     """ImageNet pretraining with the paper's DeiT-style recipe (also under torchrun for several GPUs)."""
     from reid.config import PretrainConfig, load_config
     from reid.engine.pretrain import pretrain
 
-    settings = load_config(config, PretrainConfig, data_root=data_root and str(data_root), model=model,
+    settings = load_config(config, PretrainConfig, assignments, data_root=data_root and str(data_root),
+                           model=model,
                            output_dir=output_dir and str(output_dir), epochs=epochs, batch_size=batch_size,
                            device=device and device.value, num_workers=num_workers, seed=seed)
     with stop_signals() as stopped:
@@ -700,12 +736,14 @@ def demo_command(
         config: Annotated[Path, typer.Option(help="Training config")] = Path("configs/demo.yaml"),
         epochs: Annotated[int | None, typer.Option(min=1, help="Override the config's epochs")] = None,
         device: DeviceOption = Device.auto,
+        assignments: SetOption = None,
 ) -> None:
     """Synthetic data -> train AttNet -> evaluate both directions -> FAISS gallery -> one query, with pictures."""
     from reid.config import load_config
     from reid.engine.demo import run_demo
 
-    settings = load_config(config, data_root=str(data_dir), output_dir=str(output_dir), epochs=epochs,
+    settings = load_config(config, assignments=assignments, data_root=str(data_dir), output_dir=str(output_dir),
+                           epochs=epochs,
                            device=device.value)
     with stop_signals() as stopped:
         try:

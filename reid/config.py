@@ -87,6 +87,7 @@ class TrainConfig(FlatConfig):
     deterministic: bool = False
     seed: int = 0
     num_workers: int | None = Field(None, ge=0)
+    tensorboard: bool = Field(False, description="also write TensorBoard scalars to output_dir/tensorboard")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -172,11 +173,40 @@ def make_config(values: dict[str, Any], source: str = "config", kind: type[Confi
         raise ConfigError(_describe(error, source, kind)) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a flat YAML file."""
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def resolve_config(path: str | Path) -> Path:
+    """A config path as given, or, when it does not exist from here, the shipped config of that name
+    (``configs/demo.yaml`` works from any directory)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / path.name
+    if not path.is_absolute() and (len(path.parts) == 1 or path.parts[0] == "configs") and shipped.is_file():
+        return shipped
+    raise ConfigError(f"{path}: no such config file (shipped configs: "
+                      f"{', '.join(sorted(p.name for p in SHIPPED_CONFIGS.glob('*.yaml')))})")
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
+    """``["batch_identities=5", "pretrained=null"]`` -> {"batch_identities": 5, "pretrained": None}: each value
+    is read as YAML, as it would be in a config file."""
+    values: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, separator, text = assignment.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key.strip()}: cannot read the value {text!r}") from None
+    return values
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in a flat YAML file (a shipped config by name, see ``resolve_config``)."""
+    path = resolve_config(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
@@ -186,9 +216,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path | None, kind: type[Config] = TrainConfig, **overrides: Any) -> Config:
-    """Read a flat YAML config (None: the defaults of ``kind``) and apply non-None overrides (command-line
-    options)."""
+def load_config(path: str | Path | None, kind: type[Config] = TrainConfig, assignments: list[str] | None = None,
+                **overrides: Any) -> Config:
+    """Read a flat YAML config (None: the defaults of ``kind``), apply ``--set KEY=VALUE`` assignments, then the
+    non-None ``overrides`` (named command-line options); all are validated like the file."""
     values = read_yaml(path) if path is not None else {}
+    values.update(parse_assignments(assignments))
     values.update({key: value for key, value in overrides.items() if value is not None})
-    return make_config(values, str(path) if path is not None else "command line", kind)
+    source = str(path) if path is not None else "command line"
+    return make_config(values, f"{source} with --set" if assignments else source, kind)

@@ -2,7 +2,9 @@
 
 The JSON schema, used by every command that reports metrics (values in percent)::
 
-    {"dataset": "llcm", "protocol": "llcm", "trials": 10,
+    {"dataset": "llcm", "protocol": "llcm", "trials": 10, "reranked": false,
+     "model": {"backbone": "attnet_t1", "checkpoint": "runs/x/best.pt", "digest": "<sha256>"},   # when known
+     "command": "reid evaluate ...",                                                             # when known
      "results": {"ir2vis": {"rank1": .., "rank5": .., "rank10": .., "rank20": .., "mAP": .., "mINP": ..,
                             "std": {"rank1": .., ...}},      # "std" only with several trials
                  "vis2ir": {...}}}
@@ -45,6 +47,9 @@ class EvaluationReport:
     dataset: str
     protocol: str
     results: dict[str, list[RankResult]] = field(default_factory=dict)
+    reranked: bool = False
+    model: dict | None = None  # backbone, checkpoint, digest of what was evaluated
+    command: str | None = None  # the command line that produced the report
 
     def add(self, direction: str, result: RankResult) -> None:
         self.results.setdefault(direction, []).append(result)
@@ -71,14 +76,17 @@ class EvaluationReport:
             if spread is not None:
                 entry["std"] = {key: round(value, 4) for key, value in spread.items()}
             results[direction] = entry
-        return {"dataset": self.dataset, "protocol": self.protocol, "trials": self.trials, "results": results}
+        provenance = {key: value for key, value in (("model", self.model), ("command", self.command)) if value}
+        return {"dataset": self.dataset, "protocol": self.protocol, "trials": self.trials, "reranked": self.reranked,
+                **provenance, "results": results}
 
     def save_json(self, path: str | Path) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def table(self, title: str | None = None) -> Table:
         trials = f", mean of {self.trials} trials" if self.trials > 1 else ""
-        table = Table(title=title or f"{self.dataset} ({self.protocol} protocol{trials}), %")
+        title = title or f"{self.dataset} ({self.protocol} protocol{trials}), %"
+        table = Table(title=title + (", k-reciprocal re-ranked" if self.reranked else ""))
         table.add_column("direction", no_wrap=True)
         for key in METRIC_KEYS:
             table.add_column(key, justify="right")

@@ -10,13 +10,10 @@ runner = CliRunner()
 def test_models_json_lists_parameter_counts():
     result = runner.invoke(app, ["models", "attnet_xxs", "attnet_t1", "--json"])
     assert result.exit_code == 0, result.output
-    decoder, text, rows = json.JSONDecoder(), result.stdout.strip(), []
-    while text:
-        row, end = decoder.raw_decode(text)
-        rows.append(row)
-        text = text[end:].strip()
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # one object per line, as --help says
     assert [row["name"] for row in rows] == ["attnet_xxs", "attnet_t1"]
     assert rows[1]["params"] == 13714900 and rows[1]["input_size"] == [288, 144] and rows[1]["note"] is None
+    assert rows[1]["weights"] == "missing: weights/AttNet_T1.pth"
 
 
 def test_models_table():

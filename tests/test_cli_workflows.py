@@ -225,3 +225,66 @@ def test_sigterm_stops_training_with_a_resume_hint(trained, tmp_path):
     from reid.engine.checkpoint import RunCheckpoint
 
     assert RunCheckpoint.load(tmp_path / "run/last.pt").epoch >= 1
+
+
+def test_train_with_overrides_writes_its_log_and_tensorboard(trained, tmp_path):
+    _, config, _ = trained
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--config", str(config), "--output-dir", str(run), "--set", "epochs=2",
+                                 "--set", "pretrained=null", "--set", "eval_every=2", "--tensorboard"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["epochs"] == 2 and saved["pretrained"] is None and saved["tensorboard"] is True
+    log = (run / "train.log").read_text()
+    assert "epoch 1/2: loss" in log and "run ETA" in log and "epoch 2/2" in log and "ir -> vis" in log
+    assert "run ETA 0 s" in log.splitlines()[-1] or "epoch 2/2" in log  # the last epoch has nothing left
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {"loss_total", "lr", "ir2vis_mAP"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss_total")] == [1, 2]
+
+
+def test_the_metrics_json_says_what_was_evaluated(trained, tmp_path):
+    root, _, run = trained
+    output = tmp_path / "m.json"
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                 "--data-root", str(root), "--trials", "1", "--rerank", "--output", str(output),
+                                 "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(output.read_text())
+    from reid.engine.checkpoint import RunCheckpoint
+
+    assert data["reranked"] is True and data["protocol"] == "llcm"
+    assert data["model"] == {"backbone": "attnet_xxs", "checkpoint": str(run / "best.pt"),
+                             "digest": RunCheckpoint.load(run / "best.pt").digest}
+    assert data["command"].startswith("reid ")
+    assert "k-reciprocal re-ranked" in result.stdout.replace("\n", " ")
+
+
+def test_gallery_camera_filters_and_known_labels(trained, tmp_path):
+    root, _, run = trained
+    gallery = tmp_path / "g"
+    checkpoint = ["--checkpoint", str(run / "best.pt")]
+    assert runner.invoke(app, ["index", "build", *checkpoint, "--dataset", "llcm", "--data-root", str(root),
+                               "--out", str(gallery)]).exit_code == 0
+    query = sorted((root / "test_nir").rglob("*.jpg"))[0]
+    extra = sorted((root / "test_vis").rglob("*.jpg"))[-1]
+    added = runner.invoke(app, ["index", "add", "--index", str(gallery), *checkpoint, "--images", str(extra),
+                                "--pid", "4242", "--camid", "7"])
+    assert added.exit_code == 0, added.output
+
+    def hits(*options):
+        result = runner.invoke(app, ["index", "query", "--index", str(gallery), *checkpoint, "--image", str(query),
+                                     "--top-k", "50", "--json", *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    everything = hits()
+    assert {h["camid"] for h in everything} > {2}
+    assert {h["camid"] for h in hits("--camera", "2", "--camera", "7")} <= {2, 7}
+    assert 2 not in {h["camid"] for h in hits("--exclude-camera", "2")}
+    labelled = [h for h in everything if h["path"] == str(extra.resolve())]
+    assert labelled and labelled[0]["pid"] == 4242 and labelled[0]["camid"] == 7

@@ -58,3 +58,29 @@ def test_every_shipped_config_is_valid():
     for path in configs:
         kind = PretrainConfig if path.name.startswith("pretrain") else TrainConfig
         assert isinstance(load_config(path, kind), kind), path
+
+
+def test_set_assignments_are_read_as_yaml_and_validated(tmp_path):
+    from reid.config import parse_assignments
+
+    assert parse_assignments(["device = cpu", "seed="]) == {"device": "cpu", "seed": None}
+    values = parse_assignments(["batch_identities=5", "pretrained=null", "lr=0.001", "sysu_mode=indoor"])
+    assert values == {"batch_identities": 5, "pretrained": None, "lr": 0.001, "sysu_mode": "indoor"}
+    with pytest.raises(ConfigError, match="--set expects KEY=VALUE, got 'epochs'"):
+        parse_assignments(["epochs"])
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: llcm\ndata_root: .\npretrained: weights/none.pth\nepochs: 3\n")
+    config = load_config(path, assignments=["pretrained=null", "input_height=96", "lr=1e-3"], epochs=7)
+    assert config.pretrained is None and config.input_height == 96 and config.lr == 0.001 and config.epochs == 7
+    with pytest.raises(ConfigError, match="c.yaml with --set: unknown key 'batch_identitis' .*batch_identities"):
+        load_config(path, assignments=["batch_identitis=3"])
+    with pytest.raises(ConfigError, match="epochs: Input should be greater than or equal to 1"):
+        load_config(path, assignments=["epochs=0"])
+
+
+def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("configs/demo.yaml").backbone == "attnet_xxs"
+    assert load_config("demo.yaml").dataset == "llcm"
+    with pytest.raises(ConfigError, match="nope.yaml: no such config file .*shipped configs: .*demo.yaml"):
+        load_config("configs/nope.yaml")

@@ -51,8 +51,11 @@ class CrossModalityIdentitySampler(Sampler[list[tuple[int, int]]]):
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         if len(self.pids) < identities * world_size:
+            fits = len(self.pids) // world_size
+            fix = f"lower batch_identities to {fits} or fewer (--set batch_identities={fits})" if fits >= 2 else \
+                "the training set is too small for cross-modality batches"
             raise ReidError(f"the sampler needs {identities * world_size} identities with both visible and infrared "
-                            f"samples per step, the training set has {len(self.pids)}; lower batch_identities")
+                            f"samples per step, the training set has {len(self.pids)}; {fix}")
         larger = max(sum(map(len, self.by_modality[m].values())) for m in ("vis", "ir"))
         self.num_batches = larger // (identities * instances * world_size) + 1
 

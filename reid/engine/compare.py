@@ -44,7 +44,7 @@ class ComparisonRow:
     macs: int
     inference_images_per_second: float
     training_images_per_second: float
-    training_peak_memory_mb: float
+    training_peak_memory_mb: float | None  # CUDA only: a CPU process's peak resident set says too little
     metrics: dict[str, dict[str, float]]  # direction -> rank1, rank5, rank20, mAP, mINP (percent)
     checkpoint: str
     note: str | None = None
@@ -89,7 +89,10 @@ def _result_from_dict(row: dict) -> RankResult:
 def _speed_and_memory(models: dict[str, torch.nn.Module], sizes: dict[str, tuple[int, int]], device,
                       inference_batch: int = 8, training_batch: int = 16, rounds: int = 5
                       ) -> dict[str, tuple[float, float, float]]:
-    """(inference images/s, training images/s, training-step peak memory MB) per backbone, measured together."""
+    """(inference images/s, training images/s, training-step peak memory MB) per backbone, measured together.
+
+    Memory is measured on CUDA (the allocator's peak); on a CPU the process reuses memory freed by earlier steps,
+    so its peak resident set grows by nothing and the column would mislead: it is None there."""
     criterion = ReIDLoss()
     labels = torch.arange(training_batch, device=device) // 4  # 4 images per identity, both modalities
     infrared = (torch.arange(training_batch, device=device) % 4) >= 2
@@ -115,7 +118,8 @@ def _speed_and_memory(models: dict[str, torch.nn.Module], sizes: dict[str, tuple
     infer_seconds = interleaved_medians(inference, rounds=rounds, warmup=1)
     train_seconds = interleaved_medians(training, rounds=max(2, rounds // 2), warmup=1)
     return {name: (inference_batch / infer_seconds[name], training_batch / train_seconds[name],
-                   peak_memory_mb(training[name], device)) for name in models}
+                   peak_memory_mb(training[name], device) if torch.device(device).type == "cuda" else None)
+            for name in models}
 
 
 def run_comparison(
@@ -169,7 +173,8 @@ def run_comparison(
         inference, training, memory = measured[backbone]
         rows.append(ComparisonRow(backbone, tuple(sizes[backbone]), count_parameters(models[backbone].backbone),
                                   count_macs(models[backbone].backbone, sizes[backbone]), round(inference, 2),
-                                  round(training, 2), round(memory, 1), metrics, str(checkpoint), notes[backbone]))
+                                  round(training, 2), None if memory is None else round(memory, 1), metrics,
+                                  str(checkpoint), notes[backbone]))
     write_comparison(rows, output_dir, dataset.name, dataset.protocol.name, trials)
     return rows
 
@@ -178,7 +183,7 @@ def _flat(row: ComparisonRow) -> dict:
     flat = {"backbone": row.backbone, "input": f"{row.input_size[0]}x{row.input_size[1]}",
             "params_M": round(row.params / 1e6, 2), "GMACs": round(row.macs / 1e9, 2),
             "inference_img_s": row.inference_images_per_second, "training_img_s": row.training_images_per_second,
-            "training_peak_MB": row.training_peak_memory_mb}
+            "training_peak_MB": "-" if row.training_peak_memory_mb is None else row.training_peak_memory_mb}
     for direction, values in row.metrics.items():
         flat |= {f"{direction}_{k}": v for k, v in values.items()}
     return flat
@@ -197,6 +202,9 @@ def write_comparison(rows: list[ComparisonRow], output_dir: Path, dataset: str, 
     atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
     header = list(flat[0])
     notes = [f"- {r.backbone}: {r.note}" for r in rows if r.note]
+    if any(r.training_peak_memory_mb is None for r in rows):
+        notes.append("- training_peak_MB is measured on CUDA only (a CPU process reuses freed memory, so its peak "
+                     "resident set does not show a step's needs)")
     text = (f"# Backbones on {dataset} ({protocol} protocol, mean of {trials} trials; metrics in %)\n\n"
             + markdown_table(header, [[row[k] for k in header] for row in flat]) + "\n"
             + ("\n" + "\n".join(notes) + "\n" if notes else ""))

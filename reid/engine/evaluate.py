@@ -107,7 +107,7 @@ def evaluate_dataset(
             progress(done[0], len(samples))
 
     features = SampleFeatures(samples, embedder.features(samples, advance))
-    report = EvaluationReport(dataset.name, dataset.protocol.name)
+    report = EvaluationReport(dataset.name, dataset.protocol.name, reranked=rerank, model=embedder.identity())
     for direction in directions:
         for t in trial_list:
             split = dataset.test_split(direction, t)

@@ -36,7 +36,7 @@ class History:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, (losses, accuracy) = plt.subplots(1, 2, figsize=(11, 4))
+        figure, (losses, accuracy, rates) = plt.subplots(1, 3, figsize=(15, 4))
         epochs = [row["epoch"] for row in self.rows]
         for key in [k for k in self.rows[0] if k.startswith("loss")] if self.rows else []:
             losses.plot(epochs, [row.get(key) for row in self.rows], marker=".", label=key.removeprefix("loss_"))
@@ -48,7 +48,11 @@ class History:
                 accuracy.plot(*zip(*points, strict=True), marker="o", label=key)
         accuracy.set_xlabel("epoch")
         accuracy.set_ylabel("evaluation (%)")
-        for axis in (losses, accuracy):
+        rates.plot(epochs, [row.get("lr") for row in self.rows], marker=".", color="tab:purple", label="lr")
+        rates.set_xlabel("epoch")
+        rates.set_ylabel("learning rate (end of epoch)")
+        rates.set_yscale("log")
+        for axis in (losses, accuracy, rates):
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend()

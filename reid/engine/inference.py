@@ -78,6 +78,7 @@ class Embedder:
     description: str
     digest: str | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    source: str | None = None  # the checkpoint (or ImageNet weights) file
     batch_size: int = 64
     seq_len: int = 6
     num_workers: int | None = None
@@ -91,7 +92,8 @@ class Embedder:
             checkpoint = RunCheckpoint.load(checkpoint)
         device = torch.device(device)
         return cls(checkpoint.model(device), checkpoint.eval_pipeline(), checkpoint.backbone,
-                   f"{checkpoint.backbone} from {checkpoint.path}", checkpoint.digest, device, **options)
+                   f"{checkpoint.backbone} from {checkpoint.path}", checkpoint.digest, device, str(checkpoint.path),
+                   **options)
 
     @classmethod
     def from_backbone(cls, backbone: str, input_size: tuple[int, int] = (288, 144), pretrained: str | None = None,
@@ -104,7 +106,8 @@ class Embedder:
         weights = f"weights {pretrained}" if pretrained else "random weights"
         pipeline = eval_pipeline(AugmentConfig(height=model.input_size[0], width=model.input_size[1]))
         return cls(model, pipeline, backbone, f"{backbone} pooled features ({weights}, untrained for re-ID)",
-                   file_digest(pretrained) if pretrained else None, device, **options)
+                   file_digest(pretrained) if pretrained else None, device, str(pretrained) if pretrained else None,
+                   **options)
 
     @classmethod
     def load(cls, checkpoint: str | Path | None, backbone: str | None, pretrained: str | None = None,
@@ -115,6 +118,10 @@ class Embedder:
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, device, **options)
         return cls.from_backbone(backbone, input_size, pretrained, device, **options)
+
+    def identity(self) -> dict[str, str | None]:
+        """What was embedded with, for reports: backbone, checkpoint (or weights) file and its sha256."""
+        return {"backbone": self.backbone, "checkpoint": self.source, "digest": self.digest}
 
     @property
     def num_features(self) -> int:

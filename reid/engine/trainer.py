@@ -70,6 +70,14 @@ class RunFiles:
     def curves(self) -> Path:
         return self.root / "curves.png"
 
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
@@ -89,6 +97,18 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     if name == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 4m 05s, 2h 03m."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -148,17 +168,36 @@ class Trainer:
         self.console = console
         self.overwrite = overwrite
         self.files = RunFiles(Path(config.output_dir))
+        self.rank = 0
+        self._log: Console | None = None  # train.log: what the console shows, without colour
 
-    def say(self, message: str) -> None:
-        if self.console is not None and self.rank == 0:
+    def say(self, message) -> None:
+        """Show a line or a table on the console and keep it in train.log (rank 0 only)."""
+        if self.rank != 0:
+            return
+        if self.console is not None:
             self.console.print(message)
+        if self._log is not None:
+            self._log.print(message)
 
     def fit(self) -> EvaluationReport | None:
-        config = self.config
         self.rank, self.world_size, local_rank = init_distributed()
-        config.check_paths()
+        self.config.check_paths()
         if self.rank == 0:
             self._claim_run_directory()
+            self._log = Console(file=open(self.files.log, "a"), width=120, no_color=True,  # noqa: SIM115
+                                soft_wrap=True, force_terminal=False)
+        try:
+            return self._fit(local_rank)
+        finally:
+            if self._log is not None:
+                self._log.file.close()
+                self._log = None
+
+    def _fit(self, local_rank: int) -> EvaluationReport | None:
+        config = self.config
+        self.say(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {'resuming' if self.resume else 'training'} "
+                 f"{config.backbone} on {config.dataset} ({config.data_root}) -> {config.output_dir}")
         device = resolve_device(config.device, local_rank)
         amp_dtype = resolve_amp(config.amp, device)
         seed_everything(config.seed, config.deterministic)
@@ -208,7 +247,9 @@ class Trainer:
             train_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
 
+        writer = self._tensorboard() if config.tensorboard and self.rank == 0 else None
         report = None
+        loop_start = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
             torch.manual_seed(epoch_seed(config.seed, epoch))
             sampler.set_epoch(epoch)
@@ -232,11 +273,29 @@ class Trainer:
                                 rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist()})
                 history.write_csv(self.files.metrics)
                 history.plot(self.files.curves, f"{config.backbone} on {config.dataset}")
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "epoch" and isinstance(value, (int, float)):
+                            writer.add_scalar(key, value, epoch + 1)
+                    writer.flush()
+            left = (time.perf_counter() - loop_start) / (epoch + 1 - start_epoch) * (config.epochs - epoch - 1)
+            self.say(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss_total']:.4f}, "
+                     f"{row['images_per_second']:.1f} images/s, {row['seconds']:.0f} s; run ETA {_duration(left)}")
             if self.world_size > 1:
                 dist.barrier()
+        if writer is not None:
+            writer.close()
         if self.world_size > 1:
             dist.destroy_process_group()
         return report
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ReidError("tensorboard: the tensorboard package is not installed (pip install tensorboard, or "
+                            "the project's [tensorboard] extra)") from None
+        return SummaryWriter(log_dir=str(self.files.tensorboard))
 
     def _claim_run_directory(self) -> None:
         """Refuse to start over a run the directory already holds (unless resuming or told to overwrite), and
@@ -314,8 +373,6 @@ class Trainer:
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / steps for k, v in sums.items()},
                "lr": optimizer.param_groups[0]["lr"], "images_per_second": images_seen / seconds,
                "seconds": seconds}
-        self.say(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss_total']:.4f}, "
-                 f"{row['images_per_second']:.1f} images/s, {seconds:.0f} s")
         return row
 
     def evaluate(self, model, dataset, device, amp_dtype, trials: int | None = None) -> EvaluationReport:

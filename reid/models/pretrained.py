@@ -6,8 +6,15 @@ from pathlib import Path
 from timm.models import adapt_input_conv
 from torch import nn
 
+from reid.errors import ReidError
 from reid.models.attnet import AttNet, remap_released_keys
 from reid.models.weights import check_state_dict, read_weights, state_dict_from
+
+# The authors' ImageNet-1K weights: linked from the README of their code release (the page below). Save each
+# file under weights/ with these names, which the shipped configs use (any path works with --pretrained).
+RELEASE_PAGE = "https://github.com/price112/Attentive-Convolution"
+WEIGHT_FILES = {name: f"AttNet_{name.removeprefix('attnet_').upper()}.pth"
+                for name in ("attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4")}
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
@@ -43,3 +50,20 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     ignore = [classifier + "."] if classifier and classifier + ".weight" not in state else []
     check_state_dict(state, model_state, ignore_prefixes=ignore, source=str(path))
     model.load_state_dict(state, strict=False)
+
+
+def weights_status(name: str, folder: str | Path = "weights") -> str | None:
+    """For an AttNet variant, whether its released weights are in ``folder`` and load into the network: "ok",
+    "missing" or why they do not fit; None for other backbones (timm's own weights come from its hub)."""
+    if name not in WEIGHT_FILES:
+        return None
+    path = Path(folder) / WEIGHT_FILES[name]
+    if not path.is_file():
+        return f"missing: {path}"
+    import timm
+
+    try:
+        load_pretrained(timm.create_model(name), path)
+    except ReidError as error:
+        return f"does not load: {str(error)[:160]}"
+    return f"ok: {path}"

@@ -31,6 +31,9 @@ def test_compare_two_backbones_end_to_end(tiny_config, tmp_path):
                 assert row.metrics[direction][key] == round(expected.mean(direction)[key], 2)
     table = (out / "comparison.md").read_text()
     assert "| attnet_xxs | 64x32 |" in table and "ir2vis_mAP" in table
+    # on a CPU the training-step memory is not measured, and the table says so instead of printing 0.0
+    assert all(row.training_peak_memory_mb is None for row in rows)
+    assert "training_peak_MB is measured on CUDA only" in table and "| 0.0 |" not in table
 
     # a second run trains nothing and re-evaluates nothing
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}

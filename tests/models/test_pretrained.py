@@ -3,8 +3,8 @@ import timm
 import torch
 from reference_attnet import RefAttNet, randomize_
 
-import reid  # noqa: F401
 from reid.models import CheckpointError, CheckpointMismatchError, load_pretrained
+from reid.models.pretrained import WEIGHT_FILES, weights_status
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,13 @@ def test_any_timm_model_and_safetensors(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(target(x), source.forward_head(source.forward_features(x), pre_logits=True))
+
+
+def test_weights_status_finds_and_checks_the_released_files(tmp_path, released):
+    assert WEIGHT_FILES["attnet_t1"] == "AttNet_T1.pth" and len(WEIGHT_FILES) == 7
+    assert weights_status("attnet_t1", tmp_path) == f"missing: {tmp_path / 'AttNet_T1.pth'}"
+    write(tmp_path / "AttNet_T1.pth", {"model": released.state_dict()})
+    assert weights_status("attnet_t1", tmp_path) == f"ok: {tmp_path / 'AttNet_T1.pth'}"
+    write(tmp_path / "AttNet_XXS.pth", released.state_dict())  # T1 weights under the XXS name
+    assert weights_status("attnet_xxs", tmp_path).startswith("does not load:")
+    assert weights_status("resnet50", tmp_path) is None  # timm's own weights are not looked for here
