@@ -30,6 +30,7 @@ except ImportError:  # older typer uses click itself
 
 from reid.data.registry import DATASET_HELP, DatasetName
 from reid.data.samples import Split
+from reid.engine.compile import COMPILE_MODES
 from reid.errors import ReidError
 from reid.index import INDEX_TYPES
 
@@ -103,6 +104,7 @@ class SearchMode(str, Enum):
 
 
 IndexType = Enum("IndexType", {name: name for name in INDEX_TYPES}, type=str)
+Compile = Enum("Compile", {name: name for name in COMPILE_MODES}, type=str)
 
 
 def _print_version(value: bool) -> None:
@@ -198,17 +200,26 @@ BackboneOption = Annotated[str | None, typer.Option(help="A bare timm backbone's
 PretrainedOption = Annotated[Path | None, typer.Option(help="ImageNet weights for --backbone", rich_help_panel="Model")]
 InputSizeOption = Annotated[str, typer.Option(help="HxW for --backbone", rich_help_panel="Model")]
 DeviceOption = Annotated[Device, typer.Option(help="Where the model runs", rich_help_panel="Model")]
-BatchSizeOption = Annotated[int, typer.Option(min=1, help="Samples per forward pass", rich_help_panel="Model")]
+BatchSizeOption = Annotated[int | None, typer.Option(min=1, help="Samples per forward pass (default: 256 on CUDA, "
+                                                                 "64 on a CPU)", rich_help_panel="Model")]
+CompileOption = Annotated[Compile, typer.Option(help="torch.compile the model: auto = CUDA graphs on CUDA, off on a "
+                                                     "CPU", rich_help_panel="Model")]
+TrainCompileOption = Annotated[Compile | None, typer.Option(help="torch.compile (overrides compile): auto = CUDA "
+                                                                 "graphs on CUDA, off on a CPU")]
 
 
 def embedder(checkpoint: Path | None, backbone: str | None, pretrained: Path | None, input_size: str,
-             device: Device, **options: Any):
-    """The Embedder the model options describe (a note is printed when a backbone runs at another size)."""
+             device: Device, compile: Compile = Compile.auto, batch_size: int | None = None, **options: Any):
+    """The Embedder the model options describe: on CUDA in large batches with AMP (a note is printed when a
+    backbone runs at another size)."""
     from reid.engine.inference import Embedder
-    from reid.engine.trainer import resolve_device
+    from reid.engine.trainer import resolve_amp, resolve_device
 
-    loaded = Embedder.load(checkpoint, backbone, pretrained, parse_size(input_size, "--input-size"),
-                           resolve_device(device.value), **options)
+    torch_device = resolve_device(device.value)
+    batch_size = batch_size or (256 if torch_device.type == "cuda" else 64)
+    loaded = Embedder.load(checkpoint, backbone, pretrained, parse_size(input_size, "--input-size"), torch_device,
+                           batch_size=batch_size, amp_dtype=resolve_amp("auto", torch_device),
+                           compile=compile.value, **options)
     if loaded.size_note:
         errors.print(f"[yellow]note:[/] {loaded.size_note}")
     return loaded
@@ -347,6 +358,7 @@ def train_command(
         overwrite: Annotated[bool, typer.Option(help="Replace a run that output_dir already holds")] = False,
         tensorboard: Annotated[bool | None, typer.Option("--tensorboard", help="Also write TensorBoard scalars "
                                                                                "(output_dir/tensorboard)")] = None,
+        compile: TrainCompileOption = None,
         assignments: SetOption = None,
 ) -> None:
     """Train a cross-modality re-ID model; checkpoints, train.log, metrics.csv and curves.png go to the run
@@ -358,7 +370,7 @@ def train_command(
                            output_dir=output_dir and str(output_dir),
                            backbone=backbone, epochs=epochs, device=device and device.value,
                            pretrained=pretrained and str(pretrained), seed=seed, num_workers=num_workers,
-                           tensorboard=tensorboard)
+                           tensorboard=tensorboard, compile=compile and compile.value)
     if batch_size is not None:
         settings = settings.with_batch_size(batch_size)
     main_process = process_rank() == 0
@@ -385,7 +397,8 @@ def evaluate_command(
         pretrained: PretrainedOption = None,
         input_size: InputSizeOption = "288x144",
         device: DeviceOption = Device.auto,
-        batch_size: BatchSizeOption = 64,
+        batch_size: BatchSizeOption = None,
+        compile: CompileOption = Compile.auto,
         direction: Annotated[Direction, typer.Option(help="Search direction")] = Direction.both,
         trials: Annotated[int | None, typer.Option(min=1, help="Gallery trials (default: all the protocol has: "
                                                               "10 for LLCM and SYSU-MM01, 1 for VCM-HITSZ)")] = None,
@@ -406,7 +419,7 @@ def evaluate_command(
     for path in (output, visualize):
         if path is not None:
             ensure_writable(path)
-    model = embedder(checkpoint, backbone, pretrained, input_size, device, batch_size=batch_size, seq_len=seq_len,
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, compile, batch_size, seq_len=seq_len,
                      num_workers=num_workers)
     parsed = open_dataset(dataset, data_root, sysu_mode)
     for note in evaluation_notes(parsed, direction.directions(), trials):
@@ -452,7 +465,7 @@ def visualize_command(
     from reid.visualize import draw_rank_lists
 
     ensure_writable(output)
-    model = embedder(checkpoint, backbone, pretrained, input_size, device)
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, Compile.off)
     parsed = open_dataset(dataset, data_root, sysu_mode, verify=False)
     directions = [d for d in direction.directions() if d in parsed.directions]
     panels = dataset_rank_lists(model, parsed, directions, trial, queries, top_k, seed)
@@ -485,7 +498,8 @@ def index_build_command(
         pretrained: PretrainedOption = None,
         input_size: InputSizeOption = "288x144",
         device: DeviceOption = Device.auto,
-        batch_size: BatchSizeOption = 64,
+        batch_size: BatchSizeOption = None,
+        compile: CompileOption = Compile.auto,
         dataset: Annotated[DatasetName | None, typer.Option(help=f"The dataset: {DATASET_HELP}")] = None,
         data_root: Annotated[Path | None, typer.Option(help="Dataset root")] = None,
         split: Annotated[Split, typer.Option(help="Which samples of the dataset")] = Split.gallery,
@@ -510,7 +524,7 @@ def index_build_command(
         raise ReidError("give either --dataset with --data-root, or --images")
     if dataset is not None and data_root is None:
         raise ReidError("--dataset needs --data-root")
-    model = embedder(checkpoint, backbone, pretrained, input_size, device, batch_size=batch_size)
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, compile, batch_size)
     modality_name = modality and modality.value
     if images is not None:
         samples = image_samples(images, modality_name)
@@ -537,6 +551,7 @@ def index_add_command(
         device: DeviceOption = Device.auto,
         modality: Annotated[Modality | None, typer.Option(help="Default: guessed, grayscale = ir")] = None,
         label: Annotated[str | None, typer.Option(help="A free label stored with each new item")] = None,
+        compile: CompileOption = Compile.auto,
         pid: Annotated[int | None, typer.Option(min=0, help="The identity of the new items, when known")] = None,
         camid: Annotated[int | None, typer.Option(min=0, help="Their camera, when known")] = None,
 ) -> None:
@@ -544,7 +559,7 @@ def index_add_command(
     from reid.engine.galleries import image_samples, sample_metadata
     from reid.index import Gallery
 
-    model = embedder(checkpoint, backbone, pretrained, input_size, device)
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, compile)
     samples = [replace(sample, pid=sample.pid if pid is None else pid, camid=sample.camid if camid is None else camid)
                for sample in image_samples(images, modality and modality.value)]
     Gallery.load(index).check_model(model.backbone, model.num_features, model.digest)  # before the embedding work
@@ -621,7 +636,7 @@ def index_query_command(
     if (image is None) == (images is None):
         raise ReidError("give query images with --image (repeatable) or --images DIR")
     gallery = Gallery.load(index)
-    model = embedder(checkpoint, backbone, pretrained, input_size, device)
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, Compile.off)  # a few images: not worth it
     gallery.check_model(model.backbone, model.num_features, model.digest)
     queries = image_samples(image or [images], query_modality and query_modality.value)
     results = gallery.search(model.embeddings(queries), top_k, modality=modality and modality.value,
@@ -662,6 +677,7 @@ def compare_command(
         data_root: Annotated[Path | None, typer.Option(help="Dataset root (overrides the config)")] = None,
         epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epochs")] = None,
         device: Annotated[Device | None, typer.Option(help="Where to train and measure")] = None,
+        compile: TrainCompileOption = None,
         assignments: SetOption = None,
 ) -> None:
     """Train or evaluate several backbones with one recipe and write comparison.md/.csv/.json and a chart."""
@@ -671,7 +687,8 @@ def compare_command(
     if train == (checkpoints is not None):
         raise ReidError("give exactly one of --train and --checkpoints DIR")
     settings = load_config(config, assignments=assignments, data_root=data_root and str(data_root), epochs=epochs,
-                           device=device and device.value, output_dir=str(output_dir))
+                           device=device and device.value, output_dir=str(output_dir),
+                           compile=compile and compile.value)
     settings.check_paths()
     names = [name.strip() for name in backbones.split(",") if name.strip()]
     with stop_signals() as stopped:
@@ -708,6 +725,7 @@ def pretrain_command(
         num_workers: Annotated[int | None, typer.Option(min=0)] = None,
         seed: Annotated[int | None, typer.Option()] = None,
         resume: Annotated[bool, typer.Option(help="Continue from output_dir/last.pt")] = False,
+        compile: TrainCompileOption = None,
         assignments: SetOption = None,
 ) -> None:
     """ImageNet pretraining with the paper's DeiT-style recipe (also under torchrun for several GPUs)."""
@@ -717,7 +735,8 @@ def pretrain_command(
     settings = load_config(config, PretrainConfig, assignments, data_root=data_root and str(data_root),
                            model=model,
                            output_dir=output_dir and str(output_dir), epochs=epochs, batch_size=batch_size,
-                           device=device and device.value, num_workers=num_workers, seed=seed)
+                           device=device and device.value, num_workers=num_workers, seed=seed,
+                           compile=compile and compile.value)
     with stop_signals() as stopped:
         try:
             pretrain(settings, resume, console)

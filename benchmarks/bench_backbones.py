@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-import reid  # noqa: F401  (registers attnet_*)
+import reid.models  # noqa: F401  (registers attnet_* in timm)
 from reid.models.backbones import count_macs, count_parameters, create_backbone
 from reid.profiling import interleaved_medians
 from reid.report import markdown_table

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reid.data.registry import DatasetLiteral
 from reid.data.transforms import AugmentConfig
+from reid.engine.compile import CompileMode
 from reid.errors import ReidError
 
 
@@ -84,6 +85,7 @@ class TrainConfig(FlatConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    compile: CompileMode = Field("auto", description="torch.compile: auto = CUDA graphs on CUDA, off on a CPU")
     deterministic: bool = False
     seed: int = 0
     num_workers: int | None = Field(None, ge=0)
@@ -145,6 +147,7 @@ class PretrainConfig(FlatConfig):
     grad_clip: float | None = Field(5.0, gt=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    compile: CompileMode = Field("auto", description="torch.compile: auto = CUDA graphs on CUDA, off on a CPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(8, ge=0)
     seed: int = 0

@@ -19,6 +19,7 @@ from reid.data.loader import SampleDataset, make_loader
 from reid.data.samples import Sample
 from reid.data.transforms import AugmentConfig, Pipeline, eval_pipeline
 from reid.engine.checkpoint import RunCheckpoint, file_digest
+from reid.engine.compile import CompileMode, compile_model, pad_batch
 from reid.errors import ReidError
 from reid.models.reid_model import ReIDModel
 
@@ -34,25 +35,45 @@ def extract_features(
         num_workers: int | None = None,
         amp_dtype: torch.dtype | None = None,
         progress: Callable[[int], None] | None = None,
+        compile: CompileMode = "off",
 ) -> torch.Tensor:
-    """(N, D) float32 retrieval features (the model's BNNeck features) of samples, on the CPU."""
+    """(N, D) float32 retrieval features (the model's BNNeck features) of samples, on the CPU.
+
+    Args:
+        compile: Run a compiled copy of the model (see ``reid.engine.compile``); the last, smaller batch is
+            padded, so it is compiled once.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    loader = make_loader(SampleDataset(samples, pipeline, seq_len), batch_size=batch_size,
-                         num_workers=num_workers, device=device)
-    chunks = []
+    compiled = compile_model(model, compile, device)
+    # a compiled model sees single-modality batches of one size: each modality in its own pass (a mixed batch
+    # would route a varying number of images through each modality stem), the last batch padded
+    groups = [list(range(len(samples)))] if compiled is model else \
+        [[i for i, s in enumerate(samples) if s.modality == m] for m in ("vis", "ir")]
+    features = None
     try:
-        for images, _, _, infrared in loader:
-            images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                features = model(images, infrared.to(device)).bn_features
-            chunks.append(features.float().cpu())
-            if progress:
-                progress(len(images))
+        for rows in filter(None, groups):
+            loader = make_loader(SampleDataset([samples[i] for i in rows], pipeline, seq_len), batch_size=batch_size,
+                                 num_workers=num_workers, device=device)
+            chunks = []
+            for images, _, _, infrared in loader:
+                images, infrared = images.to(device, non_blocking=True), infrared.to(device)
+                count = len(images)
+                if compiled is not model:
+                    (images, infrared), count = pad_batch((images, infrared), batch_size)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    output = compiled(images, infrared).bn_features[:count]
+                chunks.append(output.float().cpu())
+                if progress:
+                    progress(count)
+            block = torch.cat(chunks)
+            if features is None:
+                features = block.new_empty(len(samples), block.shape[1])
+            features[rows] = block
     finally:
         model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, getattr(model, "num_features", 0))
+    return features if features is not None else torch.empty(0, getattr(model, "num_features", 0))
 
 
 @dataclass
@@ -70,6 +91,7 @@ class Embedder:
         seq_len: Frames per tracklet (video datasets).
         num_workers: Data loading workers (None: the loader's default).
         amp_dtype: Autocast dtype (None: float32).
+        compile: torch.compile for the embedding passes (``reid.engine.compile``).
     """
 
     model: ReIDModel
@@ -83,6 +105,7 @@ class Embedder:
     seq_len: int = 6
     num_workers: int | None = None
     amp_dtype: torch.dtype | None = None
+    compile: CompileMode = "off"
 
     @classmethod
     def from_checkpoint(cls, checkpoint: RunCheckpoint | str | Path, device: torch.device | str = "cpu",
@@ -135,7 +158,7 @@ class Embedder:
     def features(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """(N, D) float32 BNNeck features on the CPU, in the order of ``samples``."""
         return extract_features(self.model, samples, self.pipeline, self.batch_size, self.device, self.seq_len,
-                                self.num_workers, self.amp_dtype, progress)
+                                self.num_workers, self.amp_dtype, progress, self.compile)
 
     def embeddings(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """L2-normalised retrieval embeddings as a float32 array (for FAISS)."""

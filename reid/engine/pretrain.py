@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.datasets import ImageFolder
 
 from reid.config import PretrainConfig
+from reid.engine.compile import compile_model
 from reid.engine.history import History
 from reid.engine.trainer import (
     epoch_seed,
@@ -126,6 +127,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
     if world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    train_model = compile_model(train_model, config.compile, device)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
 
     row: dict[str, float] = {}

@@ -29,6 +29,7 @@ from reid.data.loader import SampleDataset, make_loader
 from reid.data.sampler import CrossModalityIdentitySampler
 from reid.data.transforms import eval_pipeline, train_pipelines
 from reid.engine.checkpoint import RunCheckpoint, build_model, save_checkpoint
+from reid.engine.compile import compile_model, resolve_compile
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.history import History
 from reid.engine.inference import Embedder
@@ -97,6 +98,16 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     if name == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def pipeline_rate(loader, batches: int = 5) -> float:
+    """Images per second the data pipeline delivers on its own (the first ``batches`` batches, workers started)."""
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is not the pipeline's rate
+    count, start = 0, time.perf_counter()
+    for _, batch in zip(range(batches), iterator, strict=False):
+        count += len(batch[0])
+    return count / max(time.perf_counter() - start, 1e-9)
 
 
 def _duration(seconds: float) -> str:
@@ -246,8 +257,18 @@ class Trainer:
         if self.world_size > 1:
             train_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
+        # the forward pass only: the losses' data-dependent mining and the optimiser stay eager around it
+        train_model = compile_model(train_model, config.compile, device)
+        if resolve_compile(config.compile, device):
+            self.say(f"compiling the model (torch.compile mode {resolve_compile(config.compile, device)}); the first "
+                     f"steps are slow")
 
         writer = self._tensorboard() if config.tensorboard and self.rank == 0 else None
+        if self.rank == 0 and start_epoch < config.epochs:
+            workers = loader.num_workers
+            self.say(f"data pipeline: {pipeline_rate(loader):.0f} images/s with {workers} loading "
+                     f"worker{'s' if workers != 1 else ''} (num_workers); the training step's rate is in each epoch "
+                     f"line, with the share of it spent waiting for data")
         report = None
         loop_start = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
@@ -280,7 +301,8 @@ class Trainer:
                     writer.flush()
             left = (time.perf_counter() - loop_start) / (epoch + 1 - start_epoch) * (config.epochs - epoch - 1)
             self.say(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss_total']:.4f}, "
-                     f"{row['images_per_second']:.1f} images/s, {row['seconds']:.0f} s; run ETA {_duration(left)}")
+                     f"{row['images_per_second']:.1f} images/s ({100 * row['data_wait']:.0f}% waiting for data), "
+                     f"{row['seconds']:.0f} s; run ETA {_duration(left)}")
             if self.world_size > 1:
                 dist.barrier()
         if writer is not None:
@@ -344,10 +366,12 @@ class Trainer:
         model.train()
         sums: dict[str, float] = {}
         images_seen, start = 0, time.perf_counter()
+        waited, asked = 0.0, time.perf_counter()
         autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
         with self._progress() as bar:
             task = bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps, info="")
             for step, (images, pids, _, infrared) in enumerate(loader):
+                waited += time.perf_counter() - asked
                 images = images.to(device, non_blocking=True)
                 if config.channels_last and device.type == "cuda" and images.ndim == 4:
                     images = images.contiguous(memory_format=torch.channels_last)
@@ -369,10 +393,11 @@ class Trainer:
                 rate = images_seen / (time.perf_counter() - start)
                 lr = optimizer.param_groups[0]["lr"]
                 bar.update(task, advance=1, info=f"loss {total.item():.3f}  lr {lr:.2e}  {rate:.1f} img/s")
+                asked = time.perf_counter()
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / steps for k, v in sums.items()},
                "lr": optimizer.param_groups[0]["lr"], "images_per_second": images_seen / seconds,
-               "seconds": seconds}
+               "seconds": seconds, "data_wait": waited / seconds}
         return row
 
     def evaluate(self, model, dataset, device, amp_dtype, trials: int | None = None) -> EvaluationReport:
@@ -385,6 +410,7 @@ class Trainer:
 
             embedder = Embedder(unwrap_model(model), eval_pipeline(config.augment()), config.backbone,
                                 f"{config.backbone} (training)", device=device, batch_size=config.eval_batch_size,
-                                seq_len=config.seq_len, num_workers=config.num_workers, amp_dtype=amp_dtype)
+                                seq_len=config.seq_len, num_workers=config.num_workers, amp_dtype=amp_dtype,
+                                compile=config.compile)
             return evaluate_dataset(embedder, dataset, trials=trials or config.eval_trials, trial=config.trial,
                                     metric=config.metric, progress=advance).report

@@ -86,6 +86,8 @@ def per_sample_depthwise_conv(
     Returns:
         Channel-last output of shape (B, H, W, C).
     """
+    if torch.compiler.is_compiling():
+        return shifted_depthwise_conv(tokens, kernels)
     batch, height, width, channels = tokens.shape
     kernel_size = kernels.shape[-1]
     if grouped is None:
@@ -103,6 +105,34 @@ def per_sample_depthwise_conv(
         for i in range(batch)
     ]
     return torch.cat(outputs).permute(0, 2, 3, 1)
+
+
+def shifted_depthwise_conv(tokens: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """The per-sample depthwise convolution as K*K shifted multiply-adds on channel-last tokens.
+
+    Only elementwise work on views of one padded tensor: torch.compile fuses it, forward and backward, into a few
+    kernels without the two layout copies around a grouped convolution (issue: ATConv on GPUs). In eager mode it
+    makes K*K passes over the map, so ``per_sample_depthwise_conv`` uses it only while compiling.
+
+    Args:
+        tokens: Channel-last values, shape (B, H, W, C).
+        kernels: Per-sample depthwise kernels, shape (B, C, K, K); cross-correlation with zero padding K // 2, as
+            ``F.conv2d`` computes it.
+
+    Returns:
+        Channel-last output of shape (B, H, W, C).
+    """
+    batch, height, width, channels = tokens.shape
+    kernel_size = kernels.shape[-1]
+    pad = kernel_size // 2
+    padded = F.pad(tokens, (0, 0, pad, pad, pad, pad))  # (C, W, H) padding, last dimension first
+    weights = kernels.to(tokens.dtype).permute(0, 2, 3, 1).unsqueeze(3)  # (B, K, K, 1, C)
+    out = padded[:, :height, :width] * weights[:, :1, 0]
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            if i or j:
+                out = out + padded[:, i:i + height, j:j + width] * weights[:, i:i + 1, j]
+    return out
 
 
 class ATConv(nn.Module):

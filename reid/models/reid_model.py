@@ -134,8 +134,10 @@ class ReIDModel(nn.Module):
         if frames is not None:
             images = images.flatten(0, 1)
             is_infrared = None if is_infrared is None else is_infrared.repeat_interleave(frames)
-        if self.infrared_backbone is None or is_infrared is None:
+        if self.infrared_backbone is None or is_infrared is None or not is_infrared.any():
             pooled = self._pool(self.backbone, images)
+        elif is_infrared.all():  # one modality: no masked copies (and, compiled, no shapes that vary)
+            pooled = self._pool(self.infrared_backbone, images)
         else:
             pooled = images.new_empty(len(images), self.num_features)
             visible = ~is_infrared

@@ -126,3 +126,49 @@ def test_rejects_wrong_channel_count_and_pool():
         ATConv(8)(torch.randn(1, 4, 5, 5))
     with pytest.raises(ValueError, match="pool must be"):
         ATConv(8, pool="max")
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4, 3), (3, 9, 7, 8, 3), (1, 1, 1, 2, 3), (2, 6, 6, 3, 5)])
+def test_shifted_formulation_equals_the_convolution_forward_and_backward(shape):
+    from reid.models.atconv import shifted_depthwise_conv
+
+    batch, height, width, channels, kernel_size = shape
+    generator = torch.Generator().manual_seed(sum(shape))
+    tokens = torch.randn(batch, height, width, channels, generator=generator, requires_grad=True)
+    kernels = torch.randn(batch, channels, kernel_size, kernel_size, generator=generator, requires_grad=True)
+    expected = per_sample_depthwise_conv(tokens, kernels, grouped=True)
+    got = shifted_depthwise_conv(tokens, kernels)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, (tokens, kernels), upstream)
+    got_grads = torch.autograd.grad(got, (tokens, kernels), upstream)
+    for ours, reference in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    double = (tokens.detach().double().requires_grad_(), kernels.detach().double().requires_grad_())
+    assert torch.autograd.gradcheck(shifted_depthwise_conv, double)
+
+
+def test_compiled_atconv_takes_the_fusable_path_and_keeps_the_numbers(monkeypatch):
+    import torch._dynamo
+
+    from reid.models import atconv as atconv_module
+
+    calls = []
+    real = atconv_module.shifted_depthwise_conv
+
+    def counting(tokens, kernels):
+        calls.append(tokens.shape)
+        return real(tokens, kernels)
+
+    monkeypatch.setattr(atconv_module, "shifted_depthwise_conv", counting)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    mixer = ATConv(16).eval()
+    x = torch.randn(2, 16, 12, 6)
+    with torch.no_grad():
+        eager = mixer(x)
+        assert not calls
+        compiled = torch.compile(mixer, backend="aot_eager")(x)
+    assert calls  # traced through the shifted multiply-adds
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

@@ -7,7 +7,7 @@ from reference_attnet import RefAttNet, randomize_
 from timm.layers import DropPath
 from timm.optim import create_optimizer_v2
 
-import reid  # noqa: F401  (registers attnet_* in timm)
+import reid.models  # noqa: F401  (registers attnet_* in timm)
 from reid.models import checkpoint_filter_fn, released_state_dict
 from reid.models.attnet import remap_released_keys
 

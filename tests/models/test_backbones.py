@@ -3,7 +3,7 @@ import timm
 import torch
 from torch import nn
 
-import reid  # noqa: F401
+import reid.models  # noqa: F401  (registers attnet_* in timm)
 from reid.models.backbones import BackboneError, count_macs, count_parameters, create_backbone, describe_backbone
 
 

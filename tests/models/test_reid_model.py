@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import reid  # noqa: F401
+import reid.models  # noqa: F401  (registers attnet_* in timm)
 from reid.models.reid_model import GeM, ReIDModel, ReIDOutput
 
 
