@@ -664,6 +664,73 @@ def index_query_command(
         console.print(f"rank lists: {visualize}")
 
 
+# reid export / extract ------------------------------------------------------------------------------------------
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+@command(app, "export")
+def export_command(
+        checkpoint: Annotated[Path, typer.Option(help="A run checkpoint (best.pt / last.pt)")],
+        out: Annotated[Path, typer.Option(help="The file to write, e.g. model.onnx")],
+        export_format: Annotated[ExportFormat, typer.Option("--format", help="Export format")] = ExportFormat.onnx,
+        opset: Annotated[int, typer.Option(min=13, help="ONNX opset")] = 17,
+) -> None:
+    """Export the embedding model (images -> L2-normalised BNNeck features, dynamic batch) and check it against
+    PyTorch with onnxruntime."""
+    from reid.engine.checkpoint import RunCheckpoint
+    from reid.engine.export import export_onnx
+
+    with console.status(f"exporting {checkpoint} to {export_format.value}"):
+        result = export_onnx(RunCheckpoint.load(checkpoint), out, opset)
+    shape = "x".join(map(str, result.input_shape[1:]))
+    check = "not checked (pip install onnxruntime)" if result.max_difference is None else \
+        f"onnxruntime vs PyTorch: max difference {result.max_difference:.2e}"
+    console.print(f"wrote {result.path}: images (batch x {shape}) -> embeddings; {check}")
+
+
+@command(app, "extract")
+def extract_command(
+        out: Annotated[Path, typer.Option(help="The .npz file to write")],
+        checkpoint: CheckpointOption = None,
+        backbone: BackboneOption = None,
+        pretrained: PretrainedOption = None,
+        input_size: InputSizeOption = "288x144",
+        device: DeviceOption = Device.auto,
+        batch_size: BatchSizeOption = None,
+        images: Annotated[list[Path] | None, typer.Option(help="Image files or folders instead of a dataset")]
+        = None,
+        dataset: Annotated[DatasetName | None, typer.Option(help=f"The dataset: {DATASET_HELP}")] = None,
+        data_root: Annotated[Path | None, typer.Option(help="Dataset root")] = None,
+        split: Annotated[Split, typer.Option(help="Which samples of the dataset")] = Split.gallery,
+        direction: Annotated[Direction, typer.Option(help="Direction whose query/gallery is meant")]
+        = Direction.ir2vis,
+        trial: Annotated[int, typer.Option(min=0, help="Gallery trial / RegDB split")] = 0,
+        sysu_mode: SearchModeOption = SearchMode.all,
+) -> None:
+    """Write features with their paths, pids, camids and modalities to an .npz, for your own retrieval."""
+    from reid.engine.export import extract_archive
+    from reid.engine.galleries import dataset_samples, image_samples
+    from reid.io import ensure_writable
+
+    if (images is None) == (dataset is None):
+        raise ReidError("give either --dataset with --data-root, or --images")
+    if dataset is not None and data_root is None:
+        raise ReidError("--dataset needs --data-root")
+    ensure_writable(out)
+    model = embedder(checkpoint, backbone, pretrained, input_size, device, Compile.auto, batch_size)
+    if images is not None:
+        samples = image_samples(images)
+    else:
+        samples = dataset_samples(open_dataset(dataset, data_root, sysu_mode), split, direction.directions()[0],
+                                  trial)
+    bar, advance = _embedding_progress(len(samples))
+    with bar:
+        path = extract_archive(model, samples, out, advance)
+    console.print(f"wrote {path}: {len(samples)} x {model.num_features} features with paths, pids, camids, "
+                  f"modalities")
+
+
 # reid compare / pretrain / demo ---------------------------------------------------------------------------------
 @command(app, "compare")
 def compare_command(

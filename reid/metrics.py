@@ -147,10 +147,16 @@ class RankEvaluator:
         self._queries += num_queries
         if torch.isnan(distances).any():
             raise ReidError("the distances contain NaN")
-        removed = self.protocol.removed(query_pids, query_camids, gallery_pids, gallery_camids)
-        removed_rows, removed_cols = removed.nonzero(as_tuple=True)
-        matches = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)) & ~removed
-        match_rows, match_cols = matches.nonzero(as_tuple=True)
+        match_rows, match_cols = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)).nonzero(as_tuple=True)
+        if self.protocol.hides_only_matches:  # ask the rule about the few matching pairs only
+            hidden = self.protocol.rule(query_pids[match_rows], query_camids[match_rows], gallery_pids[match_cols],
+                                        gallery_camids[match_cols])
+            removed_rows, removed_cols = match_rows[hidden], match_cols[hidden]
+        else:
+            removed = self.protocol.removed(query_pids, query_camids, gallery_pids, gallery_camids)
+            removed_rows, removed_cols = removed.nonzero(as_tuple=True)
+            hidden = removed[match_rows, match_cols]
+        match_rows, match_cols = match_rows[~hidden], match_cols[~hidden]
         num_positives = torch.bincount(match_rows, minlength=num_queries)
         valid = num_positives > 0
         if not valid.any():

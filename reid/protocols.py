@@ -63,12 +63,16 @@ class Protocol:
         removes: The removal rule, in words.
         dedup_cmc: Rank-k over the ranked list with only the first item of each identity kept (LLCM and
             SYSU-MM01 reference code); mAP and mINP always use the full filtered list.
+        rule: The removal rule, elementwise over (broadcast) query and gallery pids and camids.
+        hides_only_matches: The rule only ever hides items of the query's identity, so it need only be asked
+            about those pairs (the evaluator's fast path); False when it hides others too (SYSU-MM01).
     """
 
     name: str
     removes: str
     dedup_cmc: bool
     rule: RemovalRule
+    hides_only_matches: bool = True
 
     def removed(
             self,
@@ -94,7 +98,8 @@ class Protocol:
 
 
 LLCM = Protocol("llcm", "same pid and same camera", True, _same_identity_and_camera)
-SYSU = Protocol("sysu", "camera-2 items for a camera-3 query", True, _camera3_drops_camera2)
+SYSU = Protocol("sysu", "camera-2 items for a camera-3 query", True, _camera3_drops_camera2,
+                hides_only_matches=False)
 REGDB = Protocol("regdb", "nothing", False, _nothing)
 VCM = Protocol("vcm", "same pid and same camera", False, _same_identity_and_camera)
 STANDARD = Protocol("standard", "same pid and same camera", False, _same_identity_and_camera)

@@ -50,3 +50,13 @@ def test_lookup_by_name():
     assert get_protocol(LLCM) is LLCM
     with pytest.raises(ReidError, match="unknown protocol 'market'"):
         get_protocol("market")
+
+
+def test_protocols_that_hide_only_matches_say_so():
+    # the evaluator asks such a rule about matching pairs only: check that nothing else is ever hidden
+    pids = torch.randint(0, 4, (30,))
+    camids = torch.randint(1, 7, (30,))
+    for protocol in PROTOCOLS.values():
+        removed = protocol.removed(pids, camids, pids.flip(0), camids.flip(0))
+        hides_others = bool((removed & (pids.unsqueeze(1) != pids.flip(0).unsqueeze(0))).any())
+        assert protocol.hides_only_matches == (not hides_others) or not removed.any(), protocol.name

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,17 +55,19 @@ def pooling_matrix(
         device: Device of the result.
         dtype: Dtype of the result.
     """
-    matrix = torch.zeros(kernel_size * kernel_size, height * width, dtype=torch.float64)
+    # built in numpy, so a traced graph (ONNX export, torch.compile) holds it as one constant
+    matrix = np.zeros((kernel_size * kernel_size, height * width))
     if pool == "seq":
         for row, (start, end) in enumerate(adaptive_bins(height * width, kernel_size * kernel_size)):
             matrix[row, start:end] = 1.0 / (end - start)
     elif pool == "grid":
-        grid = matrix.view(kernel_size, kernel_size, height, width)
+        grid = matrix.reshape(kernel_size, kernel_size, height, width)
         for i, (top, bottom) in enumerate(adaptive_bins(height, kernel_size)):
             for j, (left, right) in enumerate(adaptive_bins(width, kernel_size)):
                 grid[i, j, top:bottom, left:right] = 1.0 / ((bottom - top) * (right - left))
     else:
         raise ValueError(f"pool must be 'seq' or 'grid', got {pool!r}")
+    matrix = torch.from_numpy(matrix)
     return matrix.to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
@@ -86,7 +89,8 @@ def per_sample_depthwise_conv(
     Returns:
         Channel-last output of shape (B, H, W, C).
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        # fusable by the compiler; in ONNX a grouped convolution would fix the batch size (groups = B * C)
         return shifted_depthwise_conv(tokens, kernels)
     batch, height, width, channels = tokens.shape
     kernel_size = kernels.shape[-1]

@@ -37,16 +37,22 @@ def glu_hidden_dim(dim: int, exp_rate: float) -> int:
     return int(2 * int(dim * exp_rate) / 3)
 
 
+def _in_place() -> bool:
+    """Whether buffers may be reused in place: without autograd, except while exporting to ONNX (whose tracer
+    does not follow in-place updates of views)."""
+    return not torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export()
+
+
 def _gelu_mul(gate: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """GELU(gate) * value; without autograd, computed in gate's buffer (large fresh buffers cost page faults)."""
-    if torch.is_grad_enabled():
+    if not _in_place():
         return F.gelu(gate) * value
     return torch.ops.aten.gelu_(gate).mul_(value)
 
 
 def _residual(tokens: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     """tokens + branch; without autograd, summed into the branch's own (fresh, private) buffer."""
-    return tokens + branch if torch.is_grad_enabled() else branch.add_(tokens)
+    return branch.add_(tokens) if _in_place() else tokens + branch
 
 
 class GLU(nn.Module):
@@ -139,7 +145,8 @@ class AttNetStage(nn.Sequential):
         first = self[0]
         pool = pooling_matrix(height, width, first.token_mixer.kernel_size, first.token_mixer.pool,
                               tokens.device, torch.float32)
-        if torch.is_grad_enabled() or tokens.device.type != "cpu":
+        if torch.is_grad_enabled() or tokens.device.type != "cpu" or torch.compiler.is_compiling() \
+                or torch.onnx.is_in_onnx_export():  # a traced graph must not depend on the batch size
             return self._run_blocks(tokens, pool)
         # Every block is per-sample (no batch statistics), so splitting the batch changes nothing but locality.
         step = max(1, _CPU_INFERENCE_TILE // (height * width * first.channel_mixer.hidden))
