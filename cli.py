@@ -480,6 +480,34 @@ app.add_typer(index_app, name="index")
 GalleryOption = Annotated[Path, typer.Option(help="Gallery directory")]
 
 
+# Which samples a gallery or an archive holds: a dataset split, or image files.
+ImagesOption = Annotated[list[Path] | None, typer.Option(help="Image files or folders instead of a dataset",
+                                                         rich_help_panel="Samples")]
+SampleDatasetOption = Annotated[DatasetName | None, typer.Option(help=f"The dataset: {DATASET_HELP}",
+                                                                 rich_help_panel="Samples")]
+SampleRootOption = Annotated[Path | None, typer.Option(help="Dataset root", rich_help_panel="Samples")]
+SplitOption = Annotated[Split, typer.Option(help="Which samples of the dataset", rich_help_panel="Samples")]
+SampleDirectionOption = Annotated[Direction, typer.Option(help="Direction whose query/gallery is meant",
+                                                          rich_help_panel="Samples")]
+TrialOption = Annotated[int, typer.Option(min=0, help="Gallery trial / RegDB split", rich_help_panel="Samples")]
+
+
+def chosen_samples(images: list[Path] | None, dataset: DatasetName | None, data_root: Path | None, split: Split,
+                   direction: Direction, trial: int, sysu_mode: SearchMode, modality: Modality | None = None):
+    """The samples the sample options select (exactly one of --images and --dataset with --data-root)."""
+    from reid.engine.galleries import dataset_samples, image_samples
+
+    if (images is None) == (dataset is None):
+        raise ReidError("give either --dataset with --data-root, or --images")
+    if dataset is not None and data_root is None:
+        raise ReidError("--dataset needs --data-root")
+    modality_name = modality and modality.value
+    if images is not None:
+        return image_samples(images, modality_name)
+    return dataset_samples(open_dataset(dataset, data_root, sysu_mode), split, direction.directions()[0], trial,
+                           modality_name)
+
+
 def _waiting(gallery: Path) -> Callable[[], None]:
     return lambda: errors.print(f"waiting for another process that is writing {gallery}")
 
@@ -500,15 +528,14 @@ def index_build_command(
         device: DeviceOption = Device.auto,
         batch_size: BatchSizeOption = None,
         compile: CompileOption = Compile.auto,
-        dataset: Annotated[DatasetName | None, typer.Option(help=f"The dataset: {DATASET_HELP}")] = None,
-        data_root: Annotated[Path | None, typer.Option(help="Dataset root")] = None,
-        split: Annotated[Split, typer.Option(help="Which samples of the dataset")] = Split.gallery,
-        modality: Annotated[Modality | None, typer.Option(help="Only samples of this modality")] = None,
-        direction: Annotated[Direction, typer.Option(help="Direction whose query/gallery is meant")]
-        = Direction.ir2vis,
-        trial: Annotated[int, typer.Option(min=0, help="Gallery trial / RegDB split")] = 0,
-        images: Annotated[list[Path] | None, typer.Option(help="Image files or folders instead of a dataset")]
-        = None,
+        dataset: SampleDatasetOption = None,
+        data_root: SampleRootOption = None,
+        split: SplitOption = Split.gallery,
+        modality: Annotated[Modality | None, typer.Option(help="Only samples of this modality",
+                                                          rich_help_panel="Samples")] = None,
+        direction: SampleDirectionOption = Direction.ir2vis,
+        trial: TrialOption = 0,
+        images: ImagesOption = None,
         index_type: Annotated[IndexType, typer.Option("--type", help="flat (exact), hnsw or ivfpq")] = IndexType.flat,
         nlist: Annotated[int | None, typer.Option(min=1, help="ivfpq: inverted lists")] = None,
         nprobe: Annotated[int, typer.Option(min=1, help="ivfpq: lists searched")] = 64,
@@ -517,20 +544,11 @@ def index_build_command(
         sysu_mode: SearchModeOption = SearchMode.all,
 ) -> None:
     """Embed a dataset split or a folder of images and save a FAISS gallery."""
-    from reid.engine.galleries import build_gallery, dataset_samples, image_samples
+    from reid.engine.galleries import build_gallery
     from reid.index import IndexSettings, gallery_lock
 
-    if (images is None) == (dataset is None):
-        raise ReidError("give either --dataset with --data-root, or --images")
-    if dataset is not None and data_root is None:
-        raise ReidError("--dataset needs --data-root")
+    samples = chosen_samples(images, dataset, data_root, split, direction, trial, sysu_mode, modality)
     model = embedder(checkpoint, backbone, pretrained, input_size, device, compile, batch_size)
-    modality_name = modality and modality.value
-    if images is not None:
-        samples = image_samples(images, modality_name)
-    else:
-        parsed = open_dataset(dataset, data_root, sysu_mode)
-        samples = dataset_samples(parsed, split, direction.directions()[0], trial, modality_name)
     settings = IndexSettings(index_type.value, hnsw_m=hnsw_m, ef_search=ef_search, nlist=nlist, nprobe=nprobe)
     bar, advance = _embedding_progress(len(samples))
     with bar:
@@ -698,32 +716,21 @@ def extract_command(
         input_size: InputSizeOption = "288x144",
         device: DeviceOption = Device.auto,
         batch_size: BatchSizeOption = None,
-        images: Annotated[list[Path] | None, typer.Option(help="Image files or folders instead of a dataset")]
-        = None,
-        dataset: Annotated[DatasetName | None, typer.Option(help=f"The dataset: {DATASET_HELP}")] = None,
-        data_root: Annotated[Path | None, typer.Option(help="Dataset root")] = None,
-        split: Annotated[Split, typer.Option(help="Which samples of the dataset")] = Split.gallery,
-        direction: Annotated[Direction, typer.Option(help="Direction whose query/gallery is meant")]
-        = Direction.ir2vis,
-        trial: Annotated[int, typer.Option(min=0, help="Gallery trial / RegDB split")] = 0,
+        images: ImagesOption = None,
+        dataset: SampleDatasetOption = None,
+        data_root: SampleRootOption = None,
+        split: SplitOption = Split.gallery,
+        direction: SampleDirectionOption = Direction.ir2vis,
+        trial: TrialOption = 0,
         sysu_mode: SearchModeOption = SearchMode.all,
 ) -> None:
     """Write features with their paths, pids, camids and modalities to an .npz, for your own retrieval."""
     from reid.engine.export import extract_archive
-    from reid.engine.galleries import dataset_samples, image_samples
     from reid.io import ensure_writable
 
-    if (images is None) == (dataset is None):
-        raise ReidError("give either --dataset with --data-root, or --images")
-    if dataset is not None and data_root is None:
-        raise ReidError("--dataset needs --data-root")
     ensure_writable(out)
+    samples = chosen_samples(images, dataset, data_root, split, direction, trial, sysu_mode)
     model = embedder(checkpoint, backbone, pretrained, input_size, device, Compile.auto, batch_size)
-    if images is not None:
-        samples = image_samples(images)
-    else:
-        samples = dataset_samples(open_dataset(dataset, data_root, sysu_mode), split, direction.directions()[0],
-                                  trial)
     bar, advance = _embedding_progress(len(samples))
     with bar:
         path = extract_archive(model, samples, out, advance)

@@ -14,9 +14,7 @@ The setting is the project's default on a GPU: bf16 autocast, channels_last, com
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from reid.losses import ReIDLoss, weighted_sum  # noqa: E402
 from reid.models import ATConv  # noqa: E402
 from reid.models.backbones import create_backbone  # noqa: E402
 from reid.models.reid_model import ReIDModel  # noqa: E402
+from reid.profiling import interleaved_medians  # noqa: E402
 from reid.report import markdown_table  # noqa: E402
 
 PEERS = ("pvt_v2_b1", "pvt_v2_b2", "resnet50", "convnext_tiny", "swin_tiny_patch4_window7_224")
@@ -40,23 +39,16 @@ COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
 
 def timed(functions: dict[str, Callable[[], object]], device: torch.device, rounds: int, warmup: int
           ) -> dict[str, float]:
-    """Median seconds per call, interleaved, synchronising the GPU around each call."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    """Median seconds per call, interleaved; each call waits for its GPU work, so the next starts clean."""
+    def synced(function: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            function()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
-    for function in functions.values():
-        for _ in range(warmup):
-            function()
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            sync()
-            start = time.perf_counter()
-            function()
-            sync()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+        return run
+
+    return interleaved_medians({name: synced(f) for name, f in functions.items()}, rounds=rounds, warmup=warmup)
 
 
 def peak_gib(function: Callable[[], object], device: torch.device) -> float | None:
