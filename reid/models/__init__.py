@@ -1,6 +1,7 @@
 """Backbones (ATConv, AttNet as timm models) and the re-ID model built on any timm backbone."""
 from reid.models.atconv import ATConv, per_sample_depthwise_conv, pooling_matrix
 from reid.models.attnet import AttNet, checkpoint_filter_fn, released_state_dict
+from reid.models.dropin import with_atconv
 from reid.models.pretrained import load_pretrained
 from reid.models.weights import CheckpointError, CheckpointMismatchError
 
@@ -14,4 +15,5 @@ __all__ = [
     "per_sample_depthwise_conv",
     "pooling_matrix",
     "released_state_dict",
+    "with_atconv",
 ]

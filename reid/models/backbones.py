@@ -18,6 +18,7 @@ PAPER_BACKBONES = (
     "attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4",
     "resnet50", "convnext_tiny", "swin_tiny_patch4_window7_224", "pvt_v2_b1", "pvt_v2_b2",
     "maxvit_tiny_tf_224", "efficientformerv2_s2", "efficientformerv2_l",
+    "atconv_swin_tiny", "atconv_pvt_v2_b1", "atconv_pvt_v2_b2",  # ATConv in place of their attention
 )
 
 
