@@ -28,8 +28,8 @@ try:  # typer 0.2x carries its own copy of click
 except ImportError:  # older typer uses click itself
     from click import exceptions as click_errors
 
-from reid.data.registry import DATASET_HELP, DatasetName
-from reid.data.samples import Split
+from reid.data.registry import DATASET_HELP, READERS, DatasetName
+from reid.data.samples import MODALITIES, Split
 from reid.engine.compile import COMPILE_MODES
 from reid.errors import ReidError
 from reid.index import INDEX_TYPES
@@ -93,16 +93,8 @@ class Direction(str, Enum):
         return ["ir2vis", "vis2ir"] if self is Direction.both else [self.value]
 
 
-class Modality(str, Enum):
-    vis = "vis"
-    ir = "ir"
-
-
-class SearchMode(str, Enum):
-    all = "all"
-    indoor = "indoor"
-
-
+Modality = Enum("Modality", {name: name for name in MODALITIES}, type=str)
+SearchMode = Enum("SearchMode", {mode: mode for reader in READERS for mode in reader.modes}, type=str)
 IndexType = Enum("IndexType", {name: name for name in INDEX_TYPES}, type=str)
 Compile = Enum("Compile", {name: name for name in COMPILE_MODES}, type=str)
 

@@ -1,6 +1,7 @@
 """Atomic file writes: a crash or Ctrl-C never leaves a half-written checkpoint, index or report in place."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -8,6 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from reid.errors import ReidError
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file: ties a FAISS gallery to the checkpoint that made it, and a manifest to its files."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def umask() -> int:

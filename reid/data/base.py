@@ -38,6 +38,7 @@ class ReIDDataset:
     num_trials: ClassVar[int] = 10
     trains_per_trial: ClassVar[bool] = False  # RegDB: one training split per trial
     samples_gallery: ClassVar[bool] = False  # LLCM, SYSU-MM01: a random gallery per trial
+    tracklets: ClassVar[bool] = False  # samples are tracklets of frames (VCM-HITSZ), not single images
     synthetic_ids: ClassVar[int]  # identities of the synthetic copy: trains in minutes on two CPU cores
 
     def __init__(self, root: str | Path, strict: bool = True, mode: str | None = None) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
-from reid.data.samples import Sample
+from reid.data.samples import MODALITIES, Sample
 from reid.errors import ReidError
 
 
@@ -43,7 +43,7 @@ class CrossModalityIdentitySampler(Sampler[list[tuple[int, int]]]):
             rank: int = 0,
             world_size: int = 1,
     ) -> None:
-        self.by_modality: dict[str, dict[int, list[int]]] = {"vis": {}, "ir": {}}
+        self.by_modality: dict[str, dict[int, list[int]]] = {m: {} for m in MODALITIES}
         for index, sample in enumerate(samples):
             self.by_modality[sample.modality].setdefault(sample.pid, []).append(index)
         self.pids = np.array(sorted(set(self.by_modality["vis"]) & set(self.by_modality["ir"])))
@@ -56,7 +56,7 @@ class CrossModalityIdentitySampler(Sampler[list[tuple[int, int]]]):
                 "the training set is too small for cross-modality batches"
             raise ReidError(f"the sampler needs {identities * world_size} identities with both visible and infrared "
                             f"samples per step, the training set has {len(self.pids)}; {fix}")
-        larger = max(sum(map(len, self.by_modality[m].values())) for m in ("vis", "ir"))
+        larger = max(sum(map(len, self.by_modality[m].values())) for m in MODALITIES)
         self.num_batches = larger // (identities * instances * world_size) + 1
 
     def set_epoch(self, epoch: int) -> None:

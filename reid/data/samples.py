@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Literal
 
 Modality = Literal["vis", "ir"]
+MODALITIES: tuple[Modality, ...] = ("vis", "ir")
 Direction = Literal["ir2vis", "vis2ir"]
 DIRECTIONS: tuple[Direction, ...] = ("ir2vis", "vis2ir")
 
@@ -68,7 +69,7 @@ def statistics(samples: Iterable[Sample]) -> dict[str, dict[str, int]]:
     groups: dict[str, list[Sample]] = {}
     for sample in samples:
         groups.setdefault(sample.modality, []).append(sample)
-    for modality in ("vis", "ir"):
+    for modality in MODALITIES:
         if modality not in groups:
             continue
         group = groups[modality]

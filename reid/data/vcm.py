@@ -34,6 +34,7 @@ class VCMHITSZ(ReIDDataset):
     title = "VCM-HITSZ"
     protocol = VCM
     num_trials = 1
+    tracklets = True
     synthetic_ids = 40
 
     def _parse(self, problems: list[str]) -> None:

@@ -6,7 +6,6 @@ ImageNet weight files are read by ``reid.models.weights``.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch import nn
 
 from reid.config import ConfigError, TrainConfig, make_config
 from reid.data.transforms import Pipeline, eval_pipeline
-from reid.io import atomic_torch_save
+from reid.io import atomic_torch_save, file_digest
 from reid.models.reid_model import ReIDModel
 from reid.models.weights import CheckpointError, error_summary, unwrap_model
 
@@ -42,15 +41,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, num
         "model": unwrap_model(model).state_dict(), **states,
     }
     return atomic_torch_save(payload, path)
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, to tie a FAISS gallery to the checkpoint that made it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

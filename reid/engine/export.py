@@ -16,14 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reid.data.registry import dataset_class
 from reid.data.samples import Sample
 from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.io import atomic_write
 from reid.models.reid_model import ReIDModel
-
-VIDEO_DATASETS = ("vcm",)
 
 
 class EmbeddingModel(nn.Module):
@@ -63,7 +62,8 @@ def export_onnx(checkpoint: RunCheckpoint, out: str | Path, opset: int = 17, seq
     wrapper = EmbeddingModel(model).eval()  # eval: export restores the wrapper's mode onto the model
     height, width = checkpoint.input_size
     frames = seq_len or checkpoint.config.seq_len
-    shape = (2, frames, 3, height, width) if checkpoint.config.dataset in VIDEO_DATASETS else (2, 3, height, width)
+    shape = (2, frames, 3, height, width) if dataset_class(checkpoint.config.dataset).tracklets else \
+        (2, 3, height, width)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
 
     def write(temporary: Path) -> None:

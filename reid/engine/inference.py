@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from reid.data.loader import SampleDataset, make_loader
-from reid.data.samples import Sample
+from reid.data.samples import MODALITIES, Sample
 from reid.data.transforms import AugmentConfig, Pipeline, eval_pipeline
-from reid.engine.checkpoint import RunCheckpoint, file_digest
+from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.compile import CompileMode, compile_model, pad_batch
 from reid.errors import ReidError
+from reid.io import file_digest
 from reid.models.reid_model import ReIDModel
 
 
@@ -50,7 +51,7 @@ def extract_features(
     # a compiled model sees single-modality batches of one size: each modality in its own pass (a mixed batch
     # would route a varying number of images through each modality stem), the last batch padded
     groups = [list(range(len(samples)))] if compiled is model else \
-        [[i for i, s in enumerate(samples) if s.modality == m] for m in ("vis", "ir")]
+        [[i for i, s in enumerate(samples) if s.modality == m] for m in MODALITIES]
     features = None
     try:
         for rows in filter(None, groups):

@@ -259,9 +259,8 @@ class Trainer:
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         # the forward pass only: the losses' data-dependent mining and the optimiser stay eager around it
         train_model = compile_model(train_model, config.compile, device)
-        if resolve_compile(config.compile, device):
-            self.say(f"compiling the model (torch.compile mode {resolve_compile(config.compile, device)}); the first "
-                     f"steps are slow")
+        if mode := resolve_compile(config.compile, device):
+            self.say(f"compiling the model (torch.compile mode {mode}); the first steps are slow")
 
         writer = self._tensorboard() if config.tensorboard and self.rank == 0 else None
         if self.rank == 0 and start_epoch < config.epochs:

@@ -17,7 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from reid.data.samples import Modality, Sample
+from reid.data.samples import MODALITIES, Modality, Sample
 from reid.index.factory import build_index, gpu_available, normalised, search_parameters, to_gpu
 from reid.index.metadata import UNKNOWN, MetadataTable, path_key
 from reid.index.settings import GalleryError, IndexSettings
@@ -39,7 +39,7 @@ class SearchHit:
     def sample(self) -> Sample:
         """The hit as a Sample (unknown pid / camid as -1), e.g. to draw it."""
         path = tuple(self.path) if isinstance(self.path, list) else self.path
-        modality: Modality = self.modality if self.modality in ("vis", "ir") else "vis"
+        modality: Modality = self.modality if self.modality in MODALITIES else "vis"
         return Sample(path, UNKNOWN if self.pid is None else self.pid, UNKNOWN if self.camid is None else self.camid,
                       modality)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from reid.data.samples import MODALITIES
 from reid.index.settings import GalleryError
 
-MODALITIES = ("vis", "ir")
 UNKNOWN = -1  # pid or camid not known (images added without labels)
 FIELDS = ("path", "pid", "camid", "modality", "label", "removed")
 

@@ -9,7 +9,6 @@ sha256 of the two data files written with it, so a manifest copied from another 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import faiss
 
 from reid.index.metadata import MetadataTable
 from reid.index.settings import GalleryError, IndexSettings
-from reid.io import umask
+from reid.io import file_digest, umask
 
 FORMAT_VERSION = 1
 INDEX_FILE, METADATA_FILE, MANIFEST_FILE = "index.faiss", "metadata.jsonl", "manifest.json"
@@ -92,14 +91,6 @@ def gallery_lock(directory: str | Path, timeout: float = 600.0,
         handle.close()  # releases the lock
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, table: MetadataTable) -> Path:
     """Write a gallery to ``directory``, which always holds a complete gallery (the old one until the new one is
     whole)."""
@@ -114,7 +105,7 @@ def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, 
         (staging / METADATA_FILE).write_text(table.to_jsonl())
         manifest.items = table.live_count
         record = asdict(manifest) | {"total_rows": len(table), "files": {
-            name: _sha256(staging / name) for name in (INDEX_FILE, METADATA_FILE)}}
+            name: file_digest(staging / name) for name in (INDEX_FILE, METADATA_FILE)}}
         (staging / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if directory.exists():
             directory.rename(backup)
@@ -169,7 +160,7 @@ def load_gallery(directory: str | Path) -> StoredGallery:
         for name in (INDEX_FILE, METADATA_FILE):
             if not (directory / name).is_file():
                 raise GalleryError(f"{directory / name}: missing")
-            if files.get(name) != _sha256(directory / name):
+            if files.get(name) != file_digest(directory / name):
                 raise GalleryError(f"{directory / name}: does not match its manifest (the files come from "
                                    f"different galleries or were changed); rebuild the gallery")
     try:
