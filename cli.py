@@ -238,11 +238,11 @@ def models_command(
         size: Annotated[str, typer.Option(help="Input size (HxW) to check each backbone runs at")] = "288x144",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line, one per backbone")]
         = False,
-        weights_dir: Annotated[Path, typer.Option(help="Where the authors' AttNet ImageNet weights are kept")]
+        weights_dir: Annotated[Path, typer.Option(help="Where the authors' AttNet and ACmix weights are kept")]
         = Path("weights"),
 ) -> None:
     """List backbones with their parameters, MACs at 224x224, whether they run at the re-ID input size, and
-    whether the authors' ImageNet weights of each AttNet variant are found (and load)."""
+    whether the authors' ImageNet weights of each AttNet and ACmix variant are found (and load)."""
     from reid.models.backbones import PAPER_BACKBONES, describe_backbone
     from reid.models.pretrained import weights_status
 
@@ -269,9 +269,10 @@ def models_command(
                       weights or "timm's (--pretrained FILE)")
     console.print(table)
     if any(weights and not weights.startswith("ok") for _, weights in infos):
-        from reid.models.pretrained import RELEASE_PAGE
+        from reid.models.pretrained import RELEASED_WEIGHTS
 
-        console.print(f"AttNet weights: the authors' files are linked from {RELEASE_PAGE}; save them in "
+        pages = sorted({RELEASED_WEIGHTS[info.name].page for info, weights in infos if weights})
+        console.print(f"ImageNet weights: the authors' files are linked from {' and '.join(pages)}; save them in "
                       f"{weights_dir}/ under the names above")
 
 

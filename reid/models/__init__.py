@@ -1,4 +1,5 @@
-"""Backbones (ATConv, AttNet as timm models) and the re-ID model built on any timm backbone."""
+"""Backbones (ATConv, AttNet, ACmix as timm models) and the re-ID model built on any timm backbone."""
+from reid.models.acmix import ACmix
 from reid.models.atconv import ATConv, per_sample_depthwise_conv, pooling_matrix
 from reid.models.attnet import AttNet, checkpoint_filter_fn, released_state_dict
 from reid.models.dropin import with_atconv
@@ -6,6 +7,7 @@ from reid.models.pretrained import load_pretrained
 from reid.models.weights import CheckpointError, CheckpointMismatchError
 
 __all__ = [
+    "ACmix",
     "ATConv",
     "AttNet",
     "CheckpointError",

@@ -1,29 +1,44 @@
-"""Loading ImageNet weights from a local file into AttNet or any timm model (nothing is downloaded)."""
+"""Loading ImageNet weights from a local file into AttNet, ACmix or any timm model (nothing is downloaded)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from timm.models import adapt_input_conv
 from torch import nn
 
 from reid.errors import ReidError
+from reid.models import acmix
 from reid.models.attnet import AttNet, remap_released_keys
 from reid.models.weights import check_state_dict, read_weights, state_dict_from
 
-# The authors' ImageNet-1K weights: linked from the README of their code release (the page below). Save each
-# file under weights/ with these names, which the shipped configs use (any path works with --pretrained).
-RELEASE_PAGE = "https://github.com/price112/Attentive-Convolution"
-WEIGHT_FILES = {name: f"AttNet_{name.removeprefix('attnet_').upper()}.pth"
-                for name in ("attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4")}
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """An authors' ImageNet-1K weight file: the name the shipped configs expect under weights/, and the page that
+    links the download (files are saved by hand; nothing is downloaded at run time)."""
+
+    file: str
+    page: str
+
+
+ATTNET_RELEASE = "https://github.com/price112/Attentive-Convolution"
+ACMIX_RELEASE = "https://github.com/LeapLabTHU/ACmix"
+RELEASED_WEIGHTS = {
+    **{name: ReleasedWeights(f"AttNet_{name.removeprefix('attnet_').upper()}.pth", ATTNET_RELEASE)
+       for name in ("attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4")},
+    "acmix_swin_tiny_patch4_window7_224": ReleasedWeights("ACmix_Swin_T.pth", ACMIX_RELEASE),
+    "acmix_swin_small_patch4_window7_224": ReleasedWeights("ACmix_Swin_S.pth", ACMIX_RELEASE),
+}
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Load a weight file into ``model``, adapting the classifier and the input channels as timm does.
 
-    Accepts the authors' released AttNet files (raw state dict, or wrapped under ``model`` / ``model_ema``),
-    this project's own checkpoints and any timm-compatible state dict. A classifier whose size differs from the
-    model's (or a model without one) is skipped; a 3-channel input conv is adapted to ``in_chans`` (1 for
-    infrared input).
+    Accepts the authors' released AttNet and ACmix files (raw state dict, or wrapped under ``model`` /
+    ``model_ema``), this project's own checkpoints and any timm-compatible state dict. A classifier whose size
+    differs from the model's (or a model without one) is skipped; a 3-channel input conv is adapted to
+    ``in_chans`` (1 for infrared input).
 
     Raises:
         CheckpointError: The file is missing or unreadable.
@@ -32,6 +47,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     state = state_dict_from(read_weights(path))
     if isinstance(model, AttNet):
         state = remap_released_keys(state)
+    elif isinstance(model, acmix.ACmixSwinTransformer):
+        state = acmix.remap_released_keys(state, model)
     model_state = model.state_dict()
     cfg = getattr(model, "pretrained_cfg", {}) or {}
 
@@ -53,11 +70,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
 
 
 def weights_status(name: str, folder: str | Path = "weights") -> str | None:
-    """For an AttNet variant, whether its released weights are in ``folder`` and load into the network: "ok",
-    "missing" or why they do not fit; None for other backbones (timm's own weights come from its hub)."""
-    if name not in WEIGHT_FILES:
+    """For a model with released weights (AttNet, ACmix), whether its file is in ``folder`` and loads into the
+    network: "ok: PATH", "missing: PATH" or why it does not fit; None for other backbones (timm's own weights
+    come from its hub)."""
+    if name not in RELEASED_WEIGHTS:
         return None
-    path = Path(folder) / WEIGHT_FILES[name]
+    path = Path(folder) / RELEASED_WEIGHTS[name].file
     if not path.is_file():
         return f"missing: {path}"
     import timm

@@ -35,6 +35,27 @@ def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(checkpoint_file, tm
     assert RunCheckpoint.load(path).model().training is False  # the export left no state behind
 
 
+@pytest.mark.parametrize("backbone", ["acmix_swin_tiny_patch4_window7_224", "atconv_swin_tiny", "atconv_pvt_v2_b1"])
+def test_every_backbone_family_exports_with_a_dynamic_batch(backbone, tiny_llcm, tmp_path):
+    from reid.config import make_config
+    from reid.engine.checkpoint import save_checkpoint
+    from reid.models.reid_model import ReIDModel
+
+    config = make_config(dict(dataset="llcm", data_root=str(tiny_llcm), backbone=backbone, input_height=64,
+                              input_width=32))
+    torch.manual_seed(0)
+    model = ReIDModel(backbone, 5, (64, 32)).eval()
+    path = save_checkpoint(tmp_path / "best.pt", model, config, 5, 1, None)
+    assert export_onnx(RunCheckpoint.load(path), tmp_path / "model.onnx").max_difference < 1e-4
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    images = torch.randn(3, 3, 64, 32)  # not the batch it was traced with
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model(images).bn_features, dim=1).numpy()
+    np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected, atol=1e-4)
+
+
 def test_video_models_export_tracklets(checkpoint_file, tiny_llcm, tmp_path):
     config = {"dataset": "vcm", "data_root": str(tiny_llcm), "backbone": "attnet_xxs", "input_height": 64,
               "input_width": 32, "seq_len": 3}

@@ -44,6 +44,14 @@ def test_count_macs_counts_convolutions_and_matmuls_exactly():
     assert count_parameters(model) == 3 * 8 * 9 + 8 + 480 * 5 + 5
 
 
+def test_count_macs_counts_fused_attention():
+    class Attend(nn.Module):  # (1, heads=2, tokens=16, dim=8) queries attending to themselves
+        def forward(self, x):
+            return torch.nn.functional.scaled_dot_product_attention(x, x, x)
+
+    assert count_macs(Attend(), (16, 8), in_chans=2) == 2 * (16 * 16 * 8 + 16 * 16 * 8)  # q k^T, then weights v
+
+
 def test_describe_reports_imagenet_head_params():
     info = describe_backbone("attnet_xxs")
     assert info.params == pytest.approx(2.854e6, rel=1e-3)

@@ -4,7 +4,7 @@ import torch
 from reference_attnet import RefAttNet, randomize_
 
 from reid.models import CheckpointError, CheckpointMismatchError, load_pretrained
-from reid.models.pretrained import WEIGHT_FILES, weights_status
+from reid.models.pretrained import ACMIX_RELEASE, ATTNET_RELEASE, RELEASED_WEIGHTS, weights_status
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,9 @@ def test_any_timm_model_and_safetensors(tmp_path):
 
 
 def test_weights_status_finds_and_checks_the_released_files(tmp_path, released):
-    assert WEIGHT_FILES["attnet_t1"] == "AttNet_T1.pth" and len(WEIGHT_FILES) == 7
+    assert RELEASED_WEIGHTS["attnet_t1"].file == "AttNet_T1.pth"
+    assert [w.page for w in RELEASED_WEIGHTS.values()].count(ATTNET_RELEASE) == 7  # every AttNet variant
+    assert {n for n, w in RELEASED_WEIGHTS.items() if w.page == ACMIX_RELEASE} == set(timm.list_models("acmix_*"))
     assert weights_status("attnet_t1", tmp_path) == f"missing: {tmp_path / 'AttNet_T1.pth'}"
     write(tmp_path / "AttNet_T1.pth", {"model": released.state_dict()})
     assert weights_status("attnet_t1", tmp_path) == f"ok: {tmp_path / 'AttNet_T1.pth'}"
