@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reid.data.registry import DatasetLiteral
 from reid.data.transforms import AugmentConfig
@@ -63,11 +63,17 @@ class TrainConfig(FlatConfig):
     momentum: float = Field(0.9, ge=0, lt=1)
     warmup_epochs: int = Field(5, ge=0)
     min_lr: float = Field(1e-6, ge=0)
+    warmup_factor: float = Field(0.01, gt=0, le=1, description="lr at the first step, as a fraction of lr")
+    lr_schedule: Literal["cosine", "step"] = "cosine"
+    lr_steps: list[int] = Field([20, 50], description="'step' schedule: epochs where lr is multiplied by lr_decay")
+    lr_decay: float = Field(0.1, gt=0, le=1)
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="the backbone's lr as a fraction of lr (AGW: 0.1)")
     grad_clip: float | None = Field(5.0, gt=0)
     # losses
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     triplet: Literal["batch_hard", "weighted"] = "batch_hard"
     triplet_margin: float = Field(0.3, ge=0)
+    triplet_normalize: bool = Field(True, description="triplet distances between L2-normalised features (AGW: raw)")
     id_weight: float = Field(1.0, ge=0)
     triplet_cross_weight: float = Field(1.0, ge=0)
     triplet_batch_weight: float = Field(1.0, ge=0)
@@ -90,6 +96,13 @@ class TrainConfig(FlatConfig):
     seed: int = 0
     num_workers: int | None = Field(None, ge=0)
     tensorboard: bool = Field(False, description="also write TensorBoard scalars to output_dir/tensorboard")
+
+    @field_validator("lr_steps")
+    @classmethod
+    def _increasing(cls, steps: list[int]) -> list[int]:
+        if any(step < 1 for step in steps) or steps != sorted(set(steps)):
+            raise ValueError("must be increasing epochs of at least 1")
+        return steps
 
     @property
     def input_size(self) -> tuple[int, int]:

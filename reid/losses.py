@@ -25,18 +25,28 @@ TripletKind = Literal["batch_hard", "weighted"]
 
 
 class WeightedRegularizedTriplet(nn.Module):
-    """AGW's weighted regularised triplet: softmax-weighted positive and negative distances, soft margin, on
-    L2-normalised embeddings like the batch-hard loss.
+    """AGW's weighted regularised triplet: softmax-weighted positive and negative distances, soft margin, by
+    default on L2-normalised embeddings like the batch-hard loss.
 
     Called like a pytorch-metric-learning loss: anchors ``embeddings`` with ``labels`` against ``ref_emb`` with
     ``ref_labels`` (the anchors themselves when no reference is given).
+
+    Args:
+        normalize: Distances between L2-normalised embeddings (AGW itself uses the raw pooled features).
     """
+
+    def __init__(self, normalize: bool = True) -> None:
+        super().__init__()
+        self.normalize = normalize
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, ref_emb: torch.Tensor | None = None,
                 ref_labels: torch.Tensor | None = None) -> torch.Tensor:
         ref_emb = embeddings if ref_emb is None else ref_emb
         ref_labels = labels if ref_labels is None else ref_labels
-        distance = torch.cdist(F.normalize(embeddings.float(), dim=1), F.normalize(ref_emb.float(), dim=1))
+        embeddings, ref_emb = embeddings.float(), ref_emb.float()
+        if self.normalize:
+            embeddings, ref_emb = F.normalize(embeddings, dim=1), F.normalize(ref_emb, dim=1)
+        distance = torch.cdist(embeddings, ref_emb)
         positive = (labels.unsqueeze(1) == ref_labels.unsqueeze(0)).float()
         negative = 1.0 - positive
 
@@ -63,15 +73,16 @@ class ReIDLoss(nn.Module):
         triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
     """
 
-    def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard") -> None:
+    def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard",
+                 normalize: bool = True) -> None:
         super().__init__()
         self.identity = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         if triplet == "batch_hard":
-            distance = distances.LpDistance(normalize_embeddings=True)
+            distance = distances.LpDistance(normalize_embeddings=normalize)
             self.miner = miners.BatchHardMiner(distance=distance)
             self.triplet = losses.TripletMarginLoss(margin=margin, distance=distance)
         elif triplet == "weighted":
-            self.miner, self.triplet = None, WeightedRegularizedTriplet()
+            self.miner, self.triplet = None, WeightedRegularizedTriplet(normalize)
         else:
             raise ValueError(f"triplet must be 'batch_hard' or 'weighted', got {triplet!r}")
 

@@ -27,6 +27,8 @@ def test_wrong_type_and_range_are_named(tmp_path):
         load_config(write(tmp_path, "dataset: market\ndata_root: x\n"))
     with pytest.raises(ConfigError, match="missing required key 'data_root'"):
         load_config(write(tmp_path, "dataset: llcm\n"))
+    with pytest.raises(ConfigError, match="lr_steps: .*increasing epochs"):
+        load_config(write(tmp_path, "dataset: llcm\ndata_root: x\nlr_steps: [50, 20]\n"))
 
 
 def test_yaml_problems(tmp_path):
@@ -84,3 +86,21 @@ def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
     assert load_config("demo.yaml").dataset == "llcm"
     with pytest.raises(ConfigError, match="nope.yaml: no such config file .*shipped configs: .*demo.yaml"):
         load_config("configs/nope.yaml")
+
+
+@pytest.mark.parametrize("name", ["agw_llcm_attnet_t1", "agw_llcm_attnet_t2", "agw_vcm_attnet_t1", "agw_vcm_attnet_t2",
+                                  "agw_llcm_resnet50", "agw_vcm_resnet50", "agw_compare_llcm", "agw_compare_vcm"])
+def test_agw_configs_hold_agws_recipe(name):
+    config = load_config(f"{name}.yaml")
+    losses = (config.label_smoothing, config.triplet, config.triplet_normalize, config.triplet_cross_weight,
+              config.triplet_batch_weight, config.id_weight)
+    assert losses == (0.0, "weighted", False, 0.0, 1.0, 1.0)  # identity + WRT on the whole batch, raw distances
+    assert (config.batch_identities, config.batch_instances) == (8, 4 if config.dataset == "llcm" else 2)
+    schedule = (config.epochs, config.warmup_epochs, config.warmup_factor, config.lr_schedule, config.lr_steps,
+                config.lr_decay, config.backbone_lr_scale, config.weight_decay, config.grad_clip)
+    assert schedule == (81, 10, 0.1, "step", [20, 50], 0.1, 0.1, 5e-4, None)
+    assert (config.augment_pad, config.augment_flip, config.augment_erasing, config.augment_channel) == (10, 0.5, 0, 0)
+    if "resnet50" in name:
+        assert (config.optimizer, config.lr, config.momentum, config.pooling) == ("sgd", 0.1, 0.9, "gem")
+    else:
+        assert (config.optimizer, config.lr) == ("adamw", 3.5e-4)

@@ -51,3 +51,16 @@ def test_weighted_regularized_triplet_prefers_separated_identities():
 def test_weighted_sum():
     named = {"id": torch.tensor(2.0), "triplet_cross": torch.tensor(3.0), "triplet_batch": torch.tensor(5.0)}
     assert weighted_sum(named, {"id": 1.0, "triplet_cross": 0.5, "triplet_batch": 0.0}).item() == 3.5
+
+
+def test_triplet_distances_are_normalised_unless_asked_for_raw_features():
+    features = torch.randn(8, 4, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([0, 0, 1, 1] * 2)
+    for triplet in ("batch_hard", "weighted"):
+        normalised, raw = ReIDLoss(triplet=triplet), ReIDLoss(triplet=triplet, normalize=False)
+        one, three = (loss(*batch(scale * features, labels.tolist(), [False] * 4 + [True] * 4))["triplet_batch"]
+                      for loss, scale in ((normalised, 1.0), (normalised, 3.0)))
+        torch.testing.assert_close(one, three)  # the scale of the features does not matter
+        one, three = (raw(*batch(scale * features, labels.tolist(), [False] * 4 + [True] * 4))["triplet_batch"]
+                      for scale in (1.0, 3.0))
+        assert not torch.allclose(one, three)

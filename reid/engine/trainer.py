@@ -20,8 +20,6 @@ import torch
 import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 
 from reid.config import TrainConfig
 from reid.data import load_dataset
@@ -33,6 +31,7 @@ from reid.engine.compile import compile_model, resolve_compile
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.history import History
 from reid.engine.inference import Embedder
+from reid.engine.optim import base_lr, make_optimizer, make_scheduler
 from reid.errors import ReidError
 from reid.io import atomic_write_text, ensure_writable
 from reid.losses import ReIDLoss, weighted_sum
@@ -235,15 +234,10 @@ class Trainer:
             # on CUDA for speed; under DDP also on CPU, where conv weight gradients come back channels_last and
             # DDP's buckets must match them (on a single CPU process it costs 8% per step, so not there)
             model = model.to(memory_format=torch.channels_last)
-        optimizer_args = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-        optimizer = create_optimizer_v2(model, config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
-                                        **optimizer_args)
-        steps = len(sampler)
-        scheduler = CosineLRScheduler(optimizer, t_initial=config.epochs * steps, lr_min=config.min_lr,
-                                      warmup_t=config.warmup_epochs * steps, warmup_lr_init=config.lr * 0.01,
-                                      warmup_prefix=True, t_in_epochs=False)
+        optimizer = make_optimizer(model, config)
+        scheduler = make_scheduler(optimizer, config, len(sampler))
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        criterion = ReIDLoss(config.label_smoothing, config.triplet_margin, config.triplet)
+        criterion = ReIDLoss(config.label_smoothing, config.triplet_margin, config.triplet, config.triplet_normalize)
         history, start_epoch, best_map = History(), 0, None
         if self.resume and self.files.last.is_file():
             start_epoch, best_map, history = self._restore(model, optimizer, scheduler, scaler)
@@ -274,7 +268,7 @@ class Trainer:
             torch.manual_seed(epoch_seed(config.seed, epoch))
             sampler.set_epoch(epoch)
             row = self._train_epoch(train_model, loader, criterion, optimizer, scheduler, scaler, device, amp_dtype,
-                                    epoch, steps)
+                                    epoch, len(sampler))
             evaluate_now = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
             if evaluate_now and self.rank == 0:
                 report = self.evaluate(model, dataset, device, amp_dtype)
@@ -390,12 +384,12 @@ class Trainer:
                     sums[name] = sums.get(name, 0.0) + value.item()
                 images_seen += len(images) * self.world_size
                 rate = images_seen / (time.perf_counter() - start)
-                lr = optimizer.param_groups[0]["lr"]
+                lr = base_lr(optimizer)
                 bar.update(task, advance=1, info=f"loss {total.item():.3f}  lr {lr:.2e}  {rate:.1f} img/s")
                 asked = time.perf_counter()
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / steps for k, v in sums.items()},
-               "lr": optimizer.param_groups[0]["lr"], "images_per_second": images_seen / seconds,
+               "lr": base_lr(optimizer), "images_per_second": images_seen / seconds,
                "seconds": seconds, "data_wait": waited / seconds}
         return row
 
