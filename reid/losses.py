@@ -22,6 +22,7 @@ from torch import nn
 from reid.models.reid_model import ReIDOutput
 
 TripletKind = Literal["batch_hard", "weighted"]
+TripletFeatures = Literal["pooled", "bnneck"]
 
 
 class WeightedRegularizedTriplet(nn.Module):
@@ -71,11 +72,17 @@ class ReIDLoss(nn.Module):
         label_smoothing: Of the identity cross-entropy.
         margin: Triplet margin (batch-hard form).
         triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
+        normalize: Triplet distances between L2-normalised features (else raw Euclidean distances).
+        features: What the triplets compare: "pooled" (before the BNNeck, as BoT and AGW do) or "bnneck" (after
+            it: the features retrieval ranks by).
     """
 
     def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard",
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, features: TripletFeatures = "pooled") -> None:
         super().__init__()
+        if features not in ("pooled", "bnneck"):
+            raise ValueError(f"features must be 'pooled' or 'bnneck', got {features!r}")
+        self.features = features
         self.identity = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         if triplet == "batch_hard":
             distance = distances.LpDistance(normalize_embeddings=normalize)
@@ -98,7 +105,7 @@ class ReIDLoss(nn.Module):
     def forward(self, output: ReIDOutput, labels: torch.Tensor, is_infrared: torch.Tensor) -> dict[str, torch.Tensor]:
         named = {"id": self.identity(output.logits.float(), labels)}
         visible = ~is_infrared
-        features = output.features
+        features = output.features if self.features == "pooled" else output.bn_features
         if visible.any() and is_infrared.any():
             named["triplet_cross"] = 0.5 * (
                 self._triplet(features[visible], labels[visible], features[is_infrared], labels[is_infrared])

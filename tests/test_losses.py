@@ -64,3 +64,16 @@ def test_triplet_distances_are_normalised_unless_asked_for_raw_features():
         one, three = (raw(*batch(scale * features, labels.tolist(), [False] * 4 + [True] * 4))["triplet_batch"]
                       for scale in (1.0, 3.0))
         assert not torch.allclose(one, three)
+
+
+def test_triplets_compare_the_features_asked_for():
+    pooled = torch.randn(8, 4, generator=torch.Generator().manual_seed(4))
+    after = torch.randn(8, 4, generator=torch.Generator().manual_seed(5))
+    labels, infrared = torch.tensor([0, 0, 1, 1] * 2), torch.tensor([False] * 4 + [True] * 4)
+    output = ReIDOutput(pooled, after, torch.randn(8, 3))
+    on_pooled = ReIDLoss()(output, labels, infrared)
+    on_bnneck = ReIDLoss(features="bnneck")(output, labels, infrared)
+    torch.testing.assert_close(on_bnneck["triplet_batch"], ReIDLoss()(ReIDOutput(after, after, output.logits),
+                                                                      labels, infrared)["triplet_batch"])
+    assert not torch.allclose(on_pooled["triplet_batch"], on_bnneck["triplet_batch"])
+    torch.testing.assert_close(on_pooled["id"], on_bnneck["id"])

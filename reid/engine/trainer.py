@@ -237,7 +237,8 @@ class Trainer:
         optimizer = make_optimizer(model, config)
         scheduler = make_scheduler(optimizer, config, len(sampler))
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-        criterion = ReIDLoss(config.label_smoothing, config.triplet_margin, config.triplet, config.triplet_normalize)
+        criterion = ReIDLoss(config.label_smoothing, config.triplet_margin, config.triplet, config.triplet_normalize,
+                             config.triplet_features)
         history, start_epoch, best_map = History(), 0, None
         if self.resume and self.files.last.is_file():
             start_epoch, best_map, history = self._restore(model, optimizer, scheduler, scaler)
