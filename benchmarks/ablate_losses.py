@@ -48,7 +48,7 @@ def run(variant: str, seed: int, data_root: Path, runs: Path, epochs: int | None
     return {"variant": variant, "seed": seed, **{f"mAP_{d}": round(v, 2) for d, v in means.items()}}
 
 
-def triplet_geometry(checkpoint: Path, batches: int = 4) -> dict:
+def triplet_geometry(checkpoint: Path, data_root: Path | None = None, batches: int = 4) -> dict:
     """Where a trained model's triplets stand on training batches of 8 identities x 4 per modality: the share of
     batch-hard triplets still inside the 0.3 margin, and the mean cosine distance between the features they
     compare (pooled and after the BNNeck; a feature set squeezed into a small cap of the sphere has a small one)."""
@@ -63,7 +63,7 @@ def triplet_geometry(checkpoint: Path, batches: int = 4) -> dict:
 
     run = RunCheckpoint.load(checkpoint)
     model, config = run.model().eval(), run.config
-    samples = load_dataset(config.dataset, config.data_root).train()
+    samples = load_dataset(config.dataset, data_root or config.data_root).train()
     data = SampleDataset(samples, train_pipelines(config.augment()), config.seq_len, train=True)
     sampler = CrossModalityIdentitySampler(samples, config.batch_identities, config.batch_instances, 0, 0, 1)
     sums: dict[str, float] = {}
@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.geometry:
         for checkpoint in args.geometry:
-            print(json.dumps({"run": str(checkpoint), **triplet_geometry(checkpoint)}))
+            print(json.dumps({"run": str(checkpoint), **triplet_geometry(checkpoint, args.data_root)}))
         return
     variants = [v.strip() for v in args.variants.split(",")]
     unknown = [v for v in variants if v not in VARIANTS]

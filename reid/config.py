@@ -74,7 +74,8 @@ class TrainConfig(FlatConfig):
     triplet: Literal["batch_hard", "weighted"] = "batch_hard"
     triplet_margin: float = Field(0.3, ge=0)
     triplet_normalize: bool = Field(True, description="triplet distances between L2-normalised features (AGW: raw)")
-    triplet_features: Literal["pooled", "bnneck"] = Field("pooled", description="before or after the BNNeck")
+    triplet_features: Literal["pooled", "bnneck"] = Field(
+        "bnneck", description="what the triplets compare: the features after the BNNeck (retrieval's) or before it")
     id_weight: float = Field(1.0, ge=0)
     triplet_cross_weight: float = Field(1.0, ge=0)
     triplet_batch_weight: float = Field(1.0, ge=0)

@@ -9,6 +9,13 @@
 * ``triplet_batch``: the same loss mined within the whole batch.
 * With ``triplet="weighted"`` the two triplet terms use AGW's weighted regularised triplet instead (softmax
   weights over all positives and negatives, soft margin; Ye et al., TPAMI 2021).
+
+Which features the triplets compare is a choice (``features``). BoT and AGW use the pooled features before the
+BNNeck. On a backbone whose head ends in a LayerNorm (AttNet, and most attention-style networks) those share a
+large common component: normalised, every pair is about as close as every other and every triplet sits at the
+margin; raw, the loss is lowered by shrinking all features towards a point. The trainer's default therefore
+compares the features after the BNNeck, which the batch statistics keep centred and spread and which retrieval
+ranks by (benchmarks/ablate_losses.py measures both; BENCHMARKS.md section 7).
 """
 from __future__ import annotations
 
@@ -73,12 +80,12 @@ class ReIDLoss(nn.Module):
         margin: Triplet margin (batch-hard form).
         triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
         normalize: Triplet distances between L2-normalised features (else raw Euclidean distances).
-        features: What the triplets compare: "pooled" (before the BNNeck, as BoT and AGW do) or "bnneck" (after
-            it: the features retrieval ranks by).
+        features: What the triplets compare: "bnneck" (after the BNNeck: the features retrieval ranks by) or
+            "pooled" (before it, as BoT and AGW do).
     """
 
     def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard",
-                 normalize: bool = True, features: TripletFeatures = "pooled") -> None:
+                 normalize: bool = True, features: TripletFeatures = "bnneck") -> None:
         super().__init__()
         if features not in ("pooled", "bnneck"):
             raise ValueError(f"features must be 'pooled' or 'bnneck', got {features!r}")

@@ -92,9 +92,12 @@ def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
                                   "agw_llcm_resnet50", "agw_vcm_resnet50", "agw_compare_llcm", "agw_compare_vcm"])
 def test_agw_configs_hold_agws_recipe(name):
     config = load_config(f"{name}.yaml")
-    losses = (config.label_smoothing, config.triplet, config.triplet_normalize, config.triplet_cross_weight,
-              config.triplet_batch_weight, config.id_weight)
-    assert losses == (0.0, "weighted", False, 0.0, 1.0, 1.0)  # identity + WRT on the whole batch, raw distances
+    losses = (config.label_smoothing, config.triplet, config.triplet_cross_weight, config.triplet_batch_weight,
+              config.id_weight)
+    assert losses == (0.0, "weighted", 0.0, 1.0, 1.0)  # identity + WRT on the whole batch
+    # AGW's raw distances before the BNNeck for its ResNet-50; after it, normalised, for the others (ours)
+    where = (config.triplet_features, config.triplet_normalize)
+    assert where == (("pooled", False) if "resnet50" in name else ("bnneck", True))
     assert (config.batch_identities, config.batch_instances) == (8, 4 if config.dataset == "llcm" else 2)
     schedule = (config.epochs, config.warmup_epochs, config.warmup_factor, config.lr_schedule, config.lr_steps,
                 config.lr_decay, config.backbone_lr_scale, config.weight_decay, config.grad_clip)
