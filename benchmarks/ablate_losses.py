@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 from reid.config import load_config
@@ -39,9 +40,7 @@ VARIANTS = {
 def run(variant: str, seed: int, data_root: Path, runs: Path, epochs: int | None) -> dict:
     overrides = dict(VARIANTS[variant], seed=seed, data_root=str(data_root),
                      output_dir=str(runs / f"{variant}-{seed}".replace(" ", "_")), eval_trials=10)
-    config = load_config("configs/demo.yaml", **overrides)
-    if epochs:
-        config = config.model_copy(update={"epochs": epochs})
+    config = load_config("configs/demo.yaml", **overrides, epochs=epochs)  # epochs=None keeps the demo's
     config = config.model_copy(update={"eval_every": config.epochs})  # evaluate the last epoch only
     report = Trainer(config, overwrite=True).fit()
     means = {direction: report.mean(direction)["mAP"] for direction in report.results}
@@ -49,11 +48,12 @@ def run(variant: str, seed: int, data_root: Path, runs: Path, epochs: int | None
 
 
 def triplet_geometry(checkpoint: Path, data_root: Path | None = None, batches: int = 4) -> dict:
-    """Where a trained model's triplets stand on training batches of 8 identities x 4 per modality: the share of
-    batch-hard triplets still inside the 0.3 margin, and the mean cosine distance between the features they
-    compare (pooled and after the BNNeck; a feature set squeezed into a small cap of the sphere has a small one)."""
+    """Where a trained model's triplets stand on training batches of its config's sampler: the share of batch-hard
+    triplets (the losses' own miner) still inside the config's margin, and the mean cosine distance between the
+    features they compare (pooled and after the BNNeck; features squeezed into a small cap of the sphere have a
+    small one)."""
     import torch
-    import torch.nn.functional as F
+    from pytorch_metric_learning import distances, miners
 
     from reid.data import load_dataset
     from reid.data.loader import SampleDataset
@@ -66,20 +66,21 @@ def triplet_geometry(checkpoint: Path, data_root: Path | None = None, batches: i
     samples = load_dataset(config.dataset, data_root or config.data_root).train()
     data = SampleDataset(samples, train_pipelines(config.augment()), config.seq_len, train=True)
     sampler = CrossModalityIdentitySampler(samples, config.batch_identities, config.batch_instances, 0, 0, 1)
-    sums: dict[str, float] = {}
+    cosine = distances.LpDistance(normalize_embeddings=True)
+    miner = miners.BatchHardMiner(distance=cosine)
+    sums: dict[str, float] = defaultdict(float)
     for _, keys in zip(range(batches), sampler, strict=False):
         items = [data[key] for key in keys]
         pids = torch.tensor([item[1] for item in items])
         with torch.no_grad():
             output = model(torch.stack([item[0] for item in items]), torch.tensor([item[3] for item in items]))
         for name, features in (("pooled", output.features), ("bnneck", output.bn_features)):
-            distance = torch.cdist(F.normalize(features, dim=1), F.normalize(features, dim=1))
-            same, itself = pids[:, None] == pids[None], torch.eye(len(pids), dtype=torch.bool)
-            hardest_positive = distance.masked_fill(~same | itself, -1).amax(1)
-            hardest_negative = distance.masked_fill(same, 9).amin(1)
-            active = (hardest_positive - hardest_negative + 0.3 > 0).float().mean().item()
-            sums[f"active_{name}"] = sums.get(f"active_{name}", 0.0) + active / batches
-            sums[f"distance_{name}"] = sums.get(f"distance_{name}", 0.0) + distance[~itself].mean().item() / batches
+            distance = cosine(features)
+            anchors, positives, negatives = miner(features, pids)
+            inside = distance[anchors, positives] - distance[anchors, negatives] + config.triplet_margin > 0
+            off_diagonal = ~torch.eye(len(pids), dtype=torch.bool)
+            sums[f"active_{name}"] += inside.float().mean().item() / batches
+            sums[f"distance_{name}"] += distance[off_diagonal].mean().item() / batches
     return {key: round(value, 3) for key, value in sums.items()}
 
 
