@@ -29,18 +29,36 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_command in ci_lines
 
 
+def setup_section() -> str:
+    return (ROOT / "README.md").read_text().split("## Set up", 1)[1].split("\n## ", 1)[0].replace("\n", " ")
+
+
 def readme_demo_figures() -> list[float]:
     """The four mAP figures the README quotes for the demo: ir2vis untrained, trained, vis2ir untrained, trained."""
-    section = (ROOT / "README.md").read_text().split("## Set up", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"\*\*mAP ([\d.]+)% untrained -> ([\d.]+)%\s+trained\*\* \(infrared -> visible\) and "
-                      r"\*\*([\d.]+)% -> ([\d.]+)%\*\* \(visible -> infrared\)", section)
+    match = re.search(r"\*\*mAP ([\d.]+)% untrained -> ([\d.]+)% trained\*\* \(infrared -> visible\) and "
+                      r"\*\*([\d.]+)% -> ([\d.]+)%\*\* \(visible -> infrared\)", setup_section())
     assert match, "the README's demo sentence changed shape"
     return [float(value) for value in match.groups()]
 
 
+def readme_demo_ranges() -> tuple[tuple[float, float], tuple[float, float], float]:
+    """The trained mAP ranges the README gives for other machines (ir2vis, vis2ir), and the margin the test adds."""
+    match = re.search(r"ranged \*\*from ([\d.]+) to ([\d.]+)\*\* \(infrared -> visible\) \*\*and from ([\d.]+) "
+                      r"to ([\d.]+)\*\* \(visible -> infrared\).*widened by (\d+) points", setup_section())
+    assert match, "the README's range sentence changed shape"
+    values = [float(value) for value in match.groups()]
+    return (values[0], values[1]), (values[2], values[3]), values[4]
+
+
+def test_the_quoted_figures_lie_in_the_quoted_ranges():
+    figures = readme_demo_figures()
+    (ir_low, ir_high), (vis_low, vis_high), _ = readme_demo_ranges()
+    assert ir_low <= figures[1] <= ir_high and vis_low <= figures[3] <= vis_high
+
+
 @pytest.mark.slow
 def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(tmp_path):
-    """Runs the README's demo command (three minutes on two cores) outside the repository."""
+    """Runs the README's demo command (two and a half minutes on two cores) outside the repository."""
     reid = Path(sys.executable).with_name("reid")
     result = subprocess.run([str(reid), "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=1200,
                             env=os.environ | {"COLUMNS": "200"})
@@ -50,7 +68,10 @@ def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(tmp
     assert printed, result.stdout[-2000:]
     measured = [float(value) for value in printed.groups()]
     quoted = readme_demo_figures()
-    # untrained figures are one forward pass; trained ones allow for another CPU's float rounding
-    for value, expected, tolerance in zip(measured, quoted, (0.2, 1.5, 0.2, 1.5), strict=True):
-        assert abs(value - expected) <= tolerance, (measured, quoted)
+    # the untrained figures are one forward pass of seeded weights: the same everywhere, to rounding
+    assert abs(measured[0] - quoted[0]) <= 0.2 and abs(measured[2] - quoted[2]) <= 0.2, (measured, quoted)
+    # the trained ones depend on the machine's float rounding: within the range the README gives for that
+    (ir_low, ir_high), (vis_low, vis_high), margin = readme_demo_ranges()
+    assert ir_low - margin <= measured[1] <= ir_high + margin, (measured, quoted)
+    assert vis_low - margin <= measured[3] <= vis_high + margin, (measured, quoted)
     assert (tmp_path / "runs/demo/rank_lists.png").is_file() and (tmp_path / "data/demo-llcm/idx").is_dir()
