@@ -9,8 +9,9 @@ from typing import ClassVar
 
 from reid.data.errors import DatasetError
 from reid.data.images import image_problems
+from reid.data.protocols import Protocol
 from reid.data.samples import DIRECTIONS, Direction, EvalSplit, Sample, statistics
-from reid.protocols import Protocol
+from reid.io import directory, regular_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -47,7 +48,7 @@ class ReIDDataset:
         if self.mode not in self.modes:
             raise DatasetError(self.root, [f"{self.title} has no search mode {self.mode!r}; use "
                                            f"{' or '.join(self.modes)}"])
-        if not self.root.is_dir():
+        if not directory(self.root):
             raise DatasetError(self.root, [f"{self.root}: no such directory"])
         self.problems: list[str] = []
         self._parse(self.problems)
@@ -82,7 +83,8 @@ class ReIDDataset:
         raise NotImplementedError
 
     def train(self, trial: int = 0) -> list[Sample]:
-        """Training samples of both modalities, pids relabelled jointly to 0..N-1."""
+        """Training samples of both modalities, with the dataset's own identity numbers (the trainer maps them to
+        0..N-1 for its classifier, ``reid.data.samples.relabel``)."""
         raise NotImplementedError
 
     def test_split(self, direction: Direction = "ir2vis", trial: int = 0) -> EvalSplit:
@@ -122,8 +124,8 @@ class ReIDDataset:
 def read_index_lines(root: Path, relative: str, problems: list[str]) -> list[tuple[int, str]] | None:
     """(line number, text) of the non-empty lines of an index file, or None (with a problem) when it is missing."""
     path = root / relative
-    if not path.is_file():
-        problems.append(f"{path}: missing index file")
+    if not regular_file(path):
+        problems.append(f"{path}: {'not a regular file' if os.path.lexists(path) else 'missing index file'}")
         return None
     with open(path, encoding="utf-8", errors="replace") as handle:
         return [(number, line.strip()) for number, line in enumerate(handle, 1) if line.strip()]
@@ -149,8 +151,8 @@ def read_path_labels(root: Path, relative: str, problems: list[str]) -> list[tup
             continue
         first_line[normal] = number
         path = root / normal
-        if not path.is_file():
-            problems.append(f"{where}: missing image {path}")
+        if not regular_file(path):
+            problems.append(f"{where}: {'not a regular file' if _exists(path) else 'missing image'} {path}")
             continue
         entries.append((str(path), int(parts[1])))
     if lines is not None and not lines:
@@ -181,9 +183,16 @@ def list_images(folder: Path) -> list[str] | None:
     """Sorted image paths in a folder, or None when the folder does not exist."""
     try:
         entries = os.listdir(folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return [str(folder / name) for name in sorted(entries) if name.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
 
 
 def camera_from_path(path: str) -> int:

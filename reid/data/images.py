@@ -1,6 +1,8 @@
 """Image decoding with PIL: any mode in, 3-channel uint8 out (infrared channels replicated)."""
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,8 +35,21 @@ def _too_large(error: Image.DecompressionBombError) -> str:
     return f"image too large to decode safely ({error.args[0].split('(')[0].strip() if error.args else error})"
 
 
+def _not_regular(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened as an image file without blocking (a FIFO, a device) or at all, or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{path}: missing image"
+    except (OSError, ValueError) as error:
+        return f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})"
+    return None if stat.S_ISREG(mode) else f"{path}: not a regular file"
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8; errors name the file."""
+    if problem := _not_regular(path):
+        raise DatasetError(Path(path).parent, [problem])
     try:
         with Image.open(path) as image:
             return to_rgb_array(image)
@@ -48,6 +63,8 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def image_problem(path: str | Path) -> str | None:
     """Why an image cannot be used, or None. Decodes at reduced scale (JPEG draft mode) to catch truncation fast."""
+    if problem := _not_regular(path):
+        return problem
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":

@@ -6,9 +6,9 @@ import random
 from pathlib import Path
 
 from reid.data.base import ReIDDataset, camera_from_path, read_id_list, read_path_labels, scan_identity_folders
-from reid.data.samples import Direction, EvalSplit, Modality, Sample, relabel
+from reid.data.protocols import LLCM as LLCM_PROTOCOL
+from reid.data.samples import Direction, EvalSplit, Modality, Sample
 from reid.data.synthetic import World, save_image, split_ids
-from reid.protocols import LLCM as LLCM_PROTOCOL
 
 VIS_CAMERAS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 IR_CAMERAS = (1, 2, 4, 5, 6, 7, 8, 9)  # there is no test_nir/cam3
@@ -33,7 +33,7 @@ class LLCM(ReIDDataset):
         for relative, modality in (("idx/train_vis.txt", "vis"), ("idx/train_nir.txt", "ir")):
             for path, label in read_path_labels(self.root, relative, problems):
                 training.append(Sample(path, label, camera_from_path(os.path.relpath(path, self.root)), modality))
-        self._train = relabel(training)
+        self._train = training
         self.test_ids = read_id_list(self.root, "idx/test_id.txt", problems)
         self._test_files = {
             "vis": scan_identity_folders(self.root, {c: f"test_vis/cam{c}" for c in VIS_CAMERAS}, self.test_ids,

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from reid.data.base import ReIDDataset, read_path_labels
-from reid.data.samples import Direction, EvalSplit, Sample, relabel
+from reid.data.protocols import REGDB
+from reid.data.samples import Direction, EvalSplit, Sample
 from reid.data.synthetic import World, save_image
-from reid.protocols import REGDB
 
 VIS_CAMERA, IR_CAMERA = 1, 2
 
@@ -36,7 +36,7 @@ class RegDB(ReIDDataset):
 
     def train(self, trial: int = 0) -> list[Sample]:
         self.check_direction_and_trial(self.directions[0], trial)
-        return relabel(self._splits[("train", "vis", trial + 1)] + self._splits[("train", "ir", trial + 1)])
+        return self._splits[("train", "vis", trial + 1)] + self._splits[("train", "ir", trial + 1)]
 
     def test_split(self, direction: Direction = "ir2vis", trial: int = 0) -> EvalSplit:
         self.check_direction_and_trial(direction, trial)

@@ -1,29 +1,42 @@
-"""The datasets this toolkit reads: one registry, from which the config's choices and the CLI's help derive.
+"""The datasets this toolkit reads: one registry, which configs, the command line and the tests consult.
 
 Adding a dataset: write its reader (a ``ReIDDataset`` subclass with ``write_synthetic``) and add the class to
-``READERS`` below. Nothing else names datasets.
+``READERS`` below, or ``register`` it at run time (a plug-in, a test). The config's ``dataset`` choices, the
+command line's ``--dataset`` / ``--layout`` and the tests that go over every dataset read the registry when they
+run, so nothing else names datasets.
 """
 from __future__ import annotations
 
-import enum
 import shutil
 from pathlib import Path
-from typing import Literal
 
 from reid.data.base import ReIDDataset
+from reid.data.folder import Folder
 from reid.data.llcm import LLCM
 from reid.data.regdb import RegDB
 from reid.data.sysu import SYSUMM01
 from reid.data.vcm import VCMHITSZ
 from reid.errors import ReidError
 
-READERS: tuple[type[ReIDDataset], ...] = (LLCM, VCMHITSZ, SYSUMM01, RegDB)
+READERS: tuple[type[ReIDDataset], ...] = (LLCM, VCMHITSZ, SYSUMM01, RegDB, Folder)
 DATASETS: dict[str, type[ReIDDataset]] = {reader.name: reader for reader in READERS}
 
-# The same names as types: a pydantic Literal for configs and an Enum for the command line's choices.
-DatasetLiteral = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
-DatasetName = enum.Enum("DatasetName", {name: name for name in DATASETS}, type=str)
-DATASET_HELP = ", ".join(f"{reader.name} ({reader.title})" for reader in READERS)
+
+def register(reader: type[ReIDDataset]) -> type[ReIDDataset]:
+    """Add a reader to the registry under its ``name`` (usable as a class decorator); returns it."""
+    if reader.name in DATASETS and DATASETS[reader.name] is not reader:
+        raise ValueError(f"a dataset named {reader.name!r} is registered already ({DATASETS[reader.name].__name__})")
+    DATASETS[reader.name] = reader
+    return reader
+
+
+def unregister(name: str) -> None:
+    DATASETS.pop(name, None)
+
+
+def dataset_help() -> str:
+    """The registered datasets as the command line's help lists them."""
+    return ", ".join(f"{reader.name} ({reader.title})" for reader in DATASETS.values())
 
 
 def dataset_class(name: str) -> type[ReIDDataset]:

@@ -26,7 +26,7 @@ class CrossModalityIdentitySampler(Sampler[list[tuple[int, int]]]):
     identities, so ranks see disjoint identities within every step and agree on the epoch length.
 
     Args:
-        samples: Training samples (pids relabelled 0..N-1).
+        samples: Training samples.
         identities: P, identities per batch (per rank).
         instances: K, samples per identity and modality.
         seed: Base seed; batches are a function of (seed, epoch).

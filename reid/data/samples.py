@@ -27,7 +27,7 @@ class Sample:
 
     Attributes:
         path: Image path, or the tuple of frame paths of a tracklet (in temporal order).
-        pid: Identity (relabelled to 0..N-1 in training lists; the dataset's own id in test lists).
+        pid: Identity, the dataset's own number (-1 when unknown).
         camid: Camera number as the dataset names it.
         modality: "vis" (visible) or "ir" (infrared / thermal).
     """
@@ -57,7 +57,7 @@ class EvalSplit:
 
 
 def relabel(samples: Iterable[Sample]) -> list[Sample]:
-    """Map pids (shared by both modalities) to 0..N-1 in sorted order."""
+    """Map pids (shared by both modalities) to 0..N-1 in sorted order: the classifier's labels."""
     samples = list(samples)
     labels = {pid: label for label, pid in enumerate(sorted({s.pid for s in samples}))}
     return [replace(s, pid=labels[s.pid]) for s in samples]

@@ -5,9 +5,9 @@ import random
 from pathlib import Path
 
 from reid.data.base import ReIDDataset, read_id_list, scan_identity_folders
-from reid.data.samples import Direction, EvalSplit, Sample, relabel
+from reid.data.protocols import SYSU
+from reid.data.samples import Direction, EvalSplit, Sample
 from reid.data.synthetic import World, save_image
-from reid.protocols import SYSU
 
 RGB_CAMERAS = (1, 2, 4, 5)
 INDOOR_RGB_CAMERAS = (1, 2)
@@ -39,7 +39,7 @@ class SYSUMM01(ReIDDataset):
         folders = {c: f"cam{c}" for c in RGB_CAMERAS + IR_CAMERAS}
         train_files = scan_identity_folders(self.root, folders, train_ids, problems, "cam1..cam6/")
         self._test_files = scan_identity_folders(self.root, folders, self.test_ids, problems, "cam1..cam6/")
-        self._train = relabel(
+        self._train = list(
             Sample(path, pid, camera, "vis" if camera in RGB_CAMERAS else "ir")
             for pid in train_ids for camera in RGB_CAMERAS + IR_CAMERAS for path in train_files.get((pid, camera), ())
         )

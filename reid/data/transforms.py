@@ -6,39 +6,14 @@ the whole sample, so the frames of a tracklet are flipped, cropped and erased al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from PIL import Image
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation settings (the flat ``augment_*`` keys of an experiment config).
-
-    Attributes:
-        height: Model input height.
-        width: Model input width.
-        pad: Zero padding before the random crop back to height x width.
-        flip: Horizontal flip probability.
-        erasing: Random erasing probability (after normalisation, filled with 0 = the mean).
-        channel_augment: Probability of CAJ's channel augmentation on visible images: all three channels replaced
-            by one randomly chosen channel, or by the grayscale image (Ye et al., ICCV 2021).
-        mean: Normalisation mean.
-        std: Normalisation standard deviation.
-    """
-
-    height: int = 288
-    width: int = 144
-    pad: int = 10
-    flip: float = 0.5
-    erasing: float = 0.5
-    channel_augment: float = 0.5
-    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
-    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
+from reid.settings import AugmentConfig
 
 
 class ChannelExchange(A.ImageOnlyTransform):
@@ -63,11 +38,16 @@ class Pipeline:
 
     def __init__(self, config: AugmentConfig, augment: A.Compose) -> None:
         self.config = config
-        self.resize = A.Resize(config.height, config.width, interpolation=cv2.INTER_LINEAR)
         self.augment = augment
 
+    def resize(self, frame: np.ndarray) -> np.ndarray:
+        size = (self.config.width, self.config.height)
+        if self.config.resize == "lanczos":
+            return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+        return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+
     def __call__(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        resized = np.stack([self.resize(image=frame)["image"] for frame in frames])
+        resized = np.stack([self.resize(frame) for frame in frames])
         out = self.augment(images=resized)["images"]
         return torch.from_numpy(np.ascontiguousarray(np.asarray(out).transpose(0, 3, 1, 2)))
 

@@ -5,9 +5,10 @@ import re
 from pathlib import Path
 
 from reid.data.base import ReIDDataset, read_index_lines
-from reid.data.samples import Direction, EvalSplit, Sample, relabel
+from reid.data.protocols import VCM
+from reid.data.samples import Direction, EvalSplit, Sample
 from reid.data.synthetic import World, save_image, split_ids
-from reid.protocols import VCM
+from reid.io import regular_file
 
 MIN_SEQ_LEN = 12
 _FRAME_NAME = re.compile(r"^(\d+)M([12])D(\d+)T(\d+)F(.+)$")
@@ -38,7 +39,7 @@ class VCMHITSZ(ReIDDataset):
     synthetic_ids = 40
 
     def _parse(self, problems: list[str]) -> None:
-        self._train = relabel(t for t in self._tracklets("Train", "train", problems) if len(t.frames) >= MIN_SEQ_LEN)
+        self._train = [t for t in self._tracklets("Train", "train", problems) if len(t.frames) >= MIN_SEQ_LEN]
         test = self._tracklets("Test", "test", problems)
         query_lines = read_index_lines(self.root, "info/query_IDX.txt", problems) or []
         query_index: set[int] = set()
@@ -74,7 +75,7 @@ class VCMHITSZ(ReIDDataset):
                 path = frame_path(self.root, folder, name)
                 if path is None:
                     problems.append(f"{self.root / name_file}:{offset}: malformed frame name {name!r}")
-                elif not Path(path).is_file():
+                elif not regular_file(path):
                     problems.append(f"{self.root / name_file}:{offset}: missing frame {path}")
                 else:
                     frames.append(path)

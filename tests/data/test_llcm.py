@@ -11,12 +11,15 @@ def llcm_reference_gallery(root, trial, modality):
     return reference_gallery(root, trial, cameras, (root / "idx/test_id.txt").read_text().split(","))
 
 
-def test_counts_relabelling_and_cameras(synthetic):
-    dataset = LLCM(synthetic("llcm"))  # 10 identities: 6 train, 4 test
+def test_counts_labels_and_cameras(synthetic):
+    root = synthetic("llcm")  # 10 identities: 6 train, 4 test
+    dataset = LLCM(root)
     train = dataset.train()
-    assert sorted({s.pid for s in train}) == list(range(6))
+    listed = {int(line.split()[1]) for name in ("train_vis", "train_nir")
+              for line in (root / f"idx/{name}.txt").read_text().splitlines()}
+    assert sorted({s.pid for s in train}) == sorted(listed) == list(range(1, 7))  # the lists' own labels
     assert sum(s.modality == "vis" for s in train) == 24 and sum(s.modality == "ir" for s in train) == 24
-    for pid in range(6):  # the two lists' labels are one identity space
+    for pid in range(1, 7):  # the two lists' labels are one identity space
         assert {s.modality for s in train if s.pid == pid} == {"vis", "ir"}
     assert all(f"cam{s.camid}" in s.path for s in train)
     assert dataset.test_ids == [7, 8, 9, 10]

@@ -3,7 +3,8 @@ import torch
 from reid.data import LLCM, VCMHITSZ
 from reid.data.loader import SampleDataset, make_loader
 from reid.data.sampler import CrossModalityIdentitySampler
-from reid.data.transforms import AugmentConfig, eval_pipeline, train_pipelines
+from reid.data.transforms import eval_pipeline, train_pipelines
+from reid.settings import AugmentConfig
 
 CONFIG = AugmentConfig(height=64, width=32)
 

@@ -8,7 +8,9 @@ def test_splits_per_trial(synthetic):
     dataset = RegDB(root)
     for trial in (0, 9):
         train = dataset.train(trial)
-        assert sorted({s.pid for s in train}) == list(range(5)) and len(train) == 50
+        thermal = (root / f"idx/train_thermal_{trial + 1}.txt").read_text().splitlines()
+        labels = {int(line.split()[1]) for line in thermal}
+        assert sorted({s.pid for s in train}) == sorted(labels) and len(labels) == 5 and len(train) == 50
         split = dataset.test_split("vis2ir", trial)
         assert {s.modality for s in split.query} == {"vis"} and {s.camid for s in split.gallery} == {2}
         listed = (root / f"idx/train_visible_{trial + 1}.txt").read_text().split("\n")

@@ -1,6 +1,7 @@
 import hashlib
 
 import pytest
+from checks import check_command_line, check_synthetic_layout
 
 from reid.data import DATASETS, load_dataset, make_dataset
 from reid.errors import ReidError
@@ -16,9 +17,12 @@ def digest(root):
 
 @pytest.mark.parametrize("layout", DATASETS)
 def test_every_layout_parses_cleanly(synthetic, layout):
-    dataset = load_dataset(layout, synthetic(layout))
-    dataset.verify_images()
-    assert dataset.train() and dataset.test_split(dataset.directions[0]).gallery
+    check_synthetic_layout(layout, synthetic(layout))
+
+
+@pytest.mark.parametrize("layout", DATASETS)
+def test_every_layout_through_the_command_line(tmp_path, layout):
+    check_command_line(layout, tmp_path)
 
 
 def test_deterministic_and_seeded(tmp_path):

@@ -22,9 +22,11 @@ def test_query_and_gallery(synthetic, mode, trial):
 
 
 def test_training_uses_train_and_val_ids(synthetic):
-    dataset = SYSUMM01(synthetic("sysu"))
+    root = synthetic("sysu")
+    dataset = SYSUMM01(root)
     train = dataset.train()
-    assert len({s.pid for s in train}) == 6 and sorted({s.pid for s in train}) == list(range(6))
+    listed = {int(pid) for name in ("train_id", "val_id") for pid in (root / f"exp/{name}.txt").read_text().split(",")}
+    assert sorted({s.pid for s in train}) == sorted(listed) and len(listed) == 6  # the folders' own numbers
     assert all((s.modality == "ir") == (s.camid in (3, 6)) for s in train)
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from reid.data.transforms import AugmentConfig, ChannelExchange, eval_pipeline, frame_indices, train_pipelines
+from reid.data.transforms import ChannelExchange, eval_pipeline, frame_indices, train_pipelines
+from reid.settings import AugmentConfig
 
 CONFIG = AugmentConfig(height=64, width=32, pad=4)
 

@@ -16,7 +16,7 @@ def test_tracklets_and_min_seq_len(synthetic):
     root = synthetic("vcm")  # 10 ids: 6 train, 4 test; per id and modality 2 long tracklets and 1 short one
     dataset = VCMHITSZ(root)
     train = dataset.train()
-    assert len(train) == 6 * 2 * 2 and sorted({s.pid for s in train}) == list(range(6))
+    assert len(train) == 6 * 2 * 2 and sorted({s.pid for s in train}) == list(range(1, 7))  # the dataset's ids
     assert all(s.is_tracklet and len(s.frames) >= MIN_SEQ_LEN for s in train)
     tracks = (root / "info/track_train_info.txt").read_text().split("\n")
     assert sum(1 for t in tracks if t and int(t.split()[2]) - int(t.split()[1]) + 1 < MIN_SEQ_LEN) == 12

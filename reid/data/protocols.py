@@ -1,7 +1,9 @@
 """The official cross-modality evaluation protocols: which gallery items a query does not see, and the CMC style.
 
-Every caller that needs the rule (the evaluator, the test oracle, rank-list pictures, the demo's gallery query)
-asks a ``Protocol`` object; datasets hold theirs. The rules (see the dataset readers for the layouts):
+Every caller that needs the rule (the evaluator, the test oracle, rank-list pictures) asks a ``Protocol`` object;
+datasets hold theirs. A new rule is a removal function and a ``Protocol``; what the evaluator needs to know about
+it (whether it only ever hides the query's own identity) is derived from the rule itself. The rules (see the
+dataset readers for the layouts):
 
 =========  ==================================================  =====================================
 protocol   gallery items removed for a query                   CMC
@@ -11,12 +13,14 @@ sysu       camera 2 items, for a query from camera 3           identity de-dupli
 regdb      none                                                standard
 vcm        same pid and same camera                            standard
 standard   same pid and same camera                            standard
+custom     same pid and same camera, when the camera is known  standard (your own data: ``folder``)
 =========  ==================================================  =====================================
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from reid.errors import ReidError
@@ -32,6 +36,11 @@ if TYPE_CHECKING:  # torch is imported where the rules run, so datasets (and the
 
 def _same_identity_and_camera(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
     return (query_pids == gallery_pids) & (query_camids == gallery_camids)
+
+
+def _same_identity_and_known_camera(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
+    # camera 0 is unknown: nothing is known to be the query's own view, so nothing is hidden
+    return (query_pids == gallery_pids) & (query_camids == gallery_camids) & (query_camids > 0)
 
 
 def _camera3_drops_camera2(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
@@ -64,15 +73,26 @@ class Protocol:
         dedup_cmc: Rank-k over the ranked list with only the first item of each identity kept (LLCM and
             SYSU-MM01 reference code); mAP and mINP always use the full filtered list.
         rule: The removal rule, elementwise over (broadcast) query and gallery pids and camids.
-        hides_only_matches: The rule only ever hides items of the query's identity, so it need only be asked
-            about those pairs (the evaluator's fast path); False when it hides others too (SYSU-MM01).
     """
 
     name: str
     removes: str
     dedup_cmc: bool
     rule: RemovalRule
-    hides_only_matches: bool = True
+
+    @cached_property
+    def hides_only_matches(self) -> bool:
+        """Whether the rule only ever hides items of the query's own identity, so the evaluator need only ask it
+        about matching pairs (its fast path); False when it hides others too (SYSU-MM01's camera rule).
+
+        Derived by asking the rule about every pair of a few identities (unknown, 0..3) and of the cameras
+        -1..64, which covers every camera numbering of the datasets here."""
+        import torch
+
+        pids, camids = torch.meshgrid(torch.arange(-1, 4), torch.arange(-1, 65), indexing="ij")
+        pids, camids = pids.flatten(), camids.flatten()
+        removed = self.removed(pids, camids, pids, camids)
+        return not bool((removed & (pids.unsqueeze(1) != pids.unsqueeze(0))).any())
 
     def removed(
             self,
@@ -98,13 +118,13 @@ class Protocol:
 
 
 LLCM = Protocol("llcm", "same pid and same camera", True, _same_identity_and_camera)
-SYSU = Protocol("sysu", "camera-2 items for a camera-3 query", True, _camera3_drops_camera2,
-                hides_only_matches=False)
+SYSU = Protocol("sysu", "camera-2 items for a camera-3 query", True, _camera3_drops_camera2)
 REGDB = Protocol("regdb", "nothing", False, _nothing)
 VCM = Protocol("vcm", "same pid and same camera", False, _same_identity_and_camera)
 STANDARD = Protocol("standard", "same pid and same camera", False, _same_identity_and_camera)
+CUSTOM = Protocol("custom", "same pid and same known camera", False, _same_identity_and_known_camera)
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (LLCM, SYSU, REGDB, VCM, STANDARD)}
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (LLCM, SYSU, REGDB, VCM, STANDARD, CUSTOM)}
 
 
 def get_protocol(protocol: str | Protocol) -> Protocol:
