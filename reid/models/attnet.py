@@ -7,7 +7,7 @@ convolution runs on channels_last memory, going between tokens and NCHW maps is 
 the GLU's RMS-norm weight are folded into the following projection's weights on every call (a C x C product,
 cheap next to the activations), which removes two element-wise passes per block in training and inference.
 
-Registered in timm on ``import reid`` as attnet_xxs, attnet_xs, attnet_s, attnet_t1 ... attnet_t4.
+Registered in timm on ``import reid.models`` as attnet_xxs, attnet_xs, attnet_s, attnet_t1 ... attnet_t4.
 """
 from __future__ import annotations
 

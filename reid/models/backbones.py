@@ -11,17 +11,9 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from reid.catalogue import BackboneEntry, weights_file
 from reid.errors import ReidError
 from reid.models.pretrained import load_pretrained
-
-# The backbones of the paper's VI-ReID comparison (Table VII), with the seeds' other systems, listed by `reid models`.
-PAPER_BACKBONES = (
-    "attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4",
-    "resnet50", "convnext_tiny", "swin_tiny_patch4_window7_224", "pvt_v2_b1", "pvt_v2_b2",
-    "maxvit_tiny_tf_224", "efficientformerv2_s2", "efficientformerv2_l",
-    "atconv_swin_tiny", "atconv_pvt_v2_b1", "atconv_pvt_v2_b2",  # ATConv in place of their attention
-    "acmix_swin_tiny_patch4_window7_224", "acmix_swin_small_patch4_window7_224",  # ACmix (Pan et al., CVPR 2022)
-)
 
 
 class BackboneError(ReidError):
@@ -69,6 +61,7 @@ def create_backbone(
         num_classes: int = 0,
         in_chans: int = 3,
         check_size: bool = True,
+        last_stride: int | None = None,
         **kwargs,
 ) -> Backbone:
     """Create a timm model at ``input_size`` (height, width), falling back to its native size when it needs one.
@@ -78,16 +71,18 @@ def create_backbone(
     at its native size and the returned ``note`` says so.
 
     Args:
-        name: Any timm model name (``attnet_*`` are registered by ``import reid``).
+        name: Any timm model name (``attnet_*`` are registered by ``import reid.models``, which this module imports).
         input_size: Requested (height, width).
         pretrained: Local weight file (the authors' AttNet files or any timm-compatible state dict).
         num_classes: Classifier size; 0 for a feature extractor.
         in_chans: Input channels.
         check_size: Run one zero image through the model to confirm the size (skip for speed in loops).
+        last_stride: The stride of the last stage (ResNet family only; None keeps the architecture's 2). Re-ID
+            baselines (BoT, AGW, fast-reid) use 1: an 18x9 map at 288x144 instead of 9x5, without dilation.
         **kwargs: Passed to ``timm.create_model`` (drop_path_rate, ...).
 
     Raises:
-        BackboneError: Unknown model name.
+        BackboneError: Unknown model name, or a last stride for a backbone that has none to change.
     """
     if not timm.is_model(name.split(".")[0]):  # "resnet50.a1_in1k" names a pretrained tag of resnet50
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
@@ -105,9 +100,31 @@ def create_backbone(
         note = f"{name} needs a fixed input size; using its native {native[0]}x{native[1]} instead of " \
                f"{input_size[0]}x{input_size[1]}"
         input_size = native
+    if last_stride is not None:
+        set_last_stride(model, last_stride, name)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return Backbone(model, input_size, note)
+
+
+def set_last_stride(model: nn.Module, stride: int, name: str = "") -> None:
+    """Make a ResNet-family network's last stage stride ``stride`` (its first block's 3x3 convolution and
+    shortcut, where the stage's downsampling is), without dilation: AGW's and BoT's ``last_conv_stride``."""
+    stage = getattr(model, "layer4", None)
+    first = stage[0] if isinstance(stage, nn.Sequential) and len(stage) else None
+    strided = getattr(first, "conv2" if hasattr(first, "conv3") else "conv1", None)
+    if not isinstance(strided, nn.Conv2d):
+        raise BackboneError(f"last_stride: {name or type(model).__name__} has no last stride to change (only "
+                            f"ResNet-family backbones, with a layer4 of residual blocks, have one)")
+    strided.stride = (stride, stride)
+    downsample = getattr(first, "downsample", None)
+    if downsample is not None:
+        convolution = next((m for m in downsample.modules() if isinstance(m, nn.Conv2d)), None)
+        pooling = next((m for m in downsample.modules() if isinstance(m, nn.AvgPool2d)), None)
+        if pooling is not None:  # ResNet-D: the shortcut pools instead of striding
+            pooling.kernel_size = pooling.stride = stride
+        elif convolution is not None:
+            convolution.stride = (stride, stride)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -154,3 +171,14 @@ def describe_backbone(name: str, probe_size: tuple[int, int] = (288, 144)) -> Ba
     probed = create_backbone(name, probe_size)
     return BackboneInfo(name, count_parameters(imagenet), count_macs(imagenet, (224, 224)),
                         probed.input_size, probed.note)
+
+
+def measured_entry(name: str, probe_size: tuple[int, int], weights_dir: str | Path = "weights") -> BackboneEntry:
+    """The line of ``reid models`` for ``name``, measured: the backbone built, counted and run at ``probe_size``,
+    and the authors' weight file (when there is one) loaded into it."""
+    from reid.models.pretrained import weights_status
+
+    info = describe_backbone(name, probe_size)
+    weights = weights_file(name, weights_dir)
+    return BackboneEntry(name, info.params, info.macs_224, info.input_size, info.note,
+                         weights_status(name, weights_dir) if isinstance(weights, Path) else weights, True)

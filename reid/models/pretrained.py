@@ -1,35 +1,16 @@
 """Loading ImageNet weights from a local file into AttNet, ACmix or any timm model (nothing is downloaded)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from timm.models import adapt_input_conv
 from torch import nn
 
+from reid.catalogue import RELEASED_WEIGHTS
 from reid.errors import ReidError
 from reid.models import acmix
 from reid.models.attnet import AttNet, remap_released_keys
 from reid.models.weights import check_state_dict, read_weights, state_dict_from
-
-
-@dataclass(frozen=True)
-class ReleasedWeights:
-    """An authors' ImageNet-1K weight file: the name the shipped configs expect under weights/, and the page that
-    links the download (files are saved by hand; nothing is downloaded at run time)."""
-
-    file: str
-    page: str
-
-
-ATTNET_RELEASE = "https://github.com/price112/Attentive-Convolution"
-ACMIX_RELEASE = "https://github.com/LeapLabTHU/ACmix"
-RELEASED_WEIGHTS = {
-    **{name: ReleasedWeights(f"AttNet_{name.removeprefix('attnet_').upper()}.pth", ATTNET_RELEASE)
-       for name in ("attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4")},
-    "acmix_swin_tiny_patch4_window7_224": ReleasedWeights("ACmix_Swin_T.pth", ACMIX_RELEASE),
-    "acmix_swin_small_patch4_window7_224": ReleasedWeights("ACmix_Swin_S.pth", ACMIX_RELEASE),
-}
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:

@@ -19,22 +19,27 @@ class ReIDOutput(NamedTuple):
     """What the model returns, in training and evaluation alike.
 
     Attributes:
-        features: Pooled features before the BNNeck (for the triplet loss).
-        bn_features: Features after the BNNeck (for the classifier and for retrieval).
+        pooled: The backbone's pooled output, before the BNNeck.
+        embeddings: The BNNeck's output: what retrieval ranks by (and the classifier's input). Without a BNNeck
+            (a model without classifier), the pooled output itself.
         logits: Identity logits, or None for a model without classifier.
     """
 
-    features: torch.Tensor
-    bn_features: torch.Tensor
+    pooled: torch.Tensor
+    embeddings: torch.Tensor
     logits: torch.Tensor | None
 
 
 class GeM(nn.Module):
-    """Generalised mean pooling over H and W, with a learnable exponent (Radenovic et al., TPAMI 2018)."""
+    """Generalised mean pooling over H and W (Radenovic et al., TPAMI 2018), with a learnable exponent or, as AGW
+    uses it, a fixed one (then a buffer, not a parameter)."""
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, trainable: bool = True) -> None:
         super().__init__()
-        self.p = nn.Parameter(torch.tensor(float(p)))
+        if trainable:
+            self.p = nn.Parameter(torch.tensor(float(p)))
+        else:
+            self.register_buffer("p", torch.tensor(float(p)))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,13 +75,17 @@ class ReIDModel(nn.Module):
     Args:
         backbone: Any timm model name (AttNet by default).
         num_classes: Training identities; 0 gives a feature extractor without BNNeck or classifier (the backbone's
-            own pooled features, for baselines).
+            own pooled output, for baselines).
         input_size: (height, width) the backbone is built for.
         pretrained: Local ImageNet weight file for the backbone.
         pooling: "avg" (the backbone's own head pooling, e.g. AttNet's mean + LayerNorm) or "gem".
         modality_stems: Separate copies of the backbone's stem for visible and infrared input, shared after it
-            (the two-stream VI-ReID baselines); which modules form the stem comes from timm's group_matcher.
+            (the two-stream VI-ReID baselines); which modules form the stem comes from timm's group_matcher (for
+            ResNet: conv1, bn1 and the max pool, where AGW splits its two streams).
         drop_path_rate: Stochastic depth of the backbone (None: the architecture's default).
+        last_stride: The last stage's stride (ResNet family; None: the architecture's). AGW and BoT use 1.
+        gem_trainable: GeM's exponent is learnt (else fixed at 3, as AGW has it).
+        bnneck_init_std: The BNNeck's BN weight starts at N(1, std) (AGW: 0.01); 0 starts it at 1.
     """
 
     def __init__(
@@ -88,10 +97,13 @@ class ReIDModel(nn.Module):
             pooling: Pooling = "avg",
             modality_stems: bool = False,
             drop_path_rate: float | None = None,
+            last_stride: int | None = None,
+            gem_trainable: bool = True,
+            bnneck_init_std: float = 0.0,
     ) -> None:
         super().__init__()
         extra = {} if drop_path_rate is None else {"drop_path_rate": drop_path_rate}
-        created = create_backbone(backbone, input_size, pretrained, num_classes=0, **extra)
+        created = create_backbone(backbone, input_size, pretrained, num_classes=0, last_stride=last_stride, **extra)
         self.backbone_name, self.input_size, self.size_note = backbone, created.input_size, created.note
         self.backbone = created.model
         self.infrared_backbone = None
@@ -100,12 +112,14 @@ class ReIDModel(nn.Module):
             self.infrared_backbone = copy.deepcopy(self.backbone)
             _share_all_but_stem(self.infrared_backbone, self.backbone, stem)
         self.pooling = pooling
-        self.gem = GeM() if pooling == "gem" else None
+        self.gem = GeM(trainable=gem_trainable) if pooling == "gem" else None
         self.num_features = self.backbone.num_features
         self.num_classes = num_classes
         if num_classes > 0:
             self.bottleneck = nn.BatchNorm1d(self.num_features)
             self.bottleneck.bias.requires_grad_(False)  # BNNeck: no shift before the classifier
+            if bnneck_init_std:
+                nn.init.normal_(self.bottleneck.weight, 1.0, bnneck_init_std)
             self.classifier = nn.Linear(self.num_features, num_classes, bias=False)
             nn.init.normal_(self.classifier.weight, std=0.001)
         else:
@@ -113,7 +127,7 @@ class ReIDModel(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        names = {"gem.p"} if self.gem is not None else set()
+        names = {"gem.p"} if self.gem is not None and isinstance(self.gem.p, nn.Parameter) else set()
         if hasattr(self.backbone, "no_weight_decay"):
             names |= {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
         return names
@@ -128,8 +142,9 @@ class ReIDModel(nn.Module):
             maps = maps.transpose(1, 2).unsqueeze(-1)
         return self.gem(maps)
 
-    def pooled_features(self, images: torch.Tensor, is_infrared: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C) pooled features of images (B, 3, H, W), or of tracklets (B, T, 3, H, W) averaged over time."""
+    def pool(self, images: torch.Tensor, is_infrared: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C) pooled backbone output of images (B, 3, H, W), or of tracklets (B, T, 3, H, W) averaged over
+        time."""
         frames = images.shape[1] if images.ndim == 5 else None
         if frames is not None:
             images = images.flatten(0, 1)
@@ -150,12 +165,12 @@ class ReIDModel(nn.Module):
         return pooled
 
     def forward(self, images: torch.Tensor, is_infrared: torch.Tensor | None = None) -> ReIDOutput:
-        features = self.pooled_features(images, is_infrared)
-        bn_features = self.bottleneck(features)
-        logits = self.classifier(bn_features) if self.classifier is not None else None
-        return ReIDOutput(features, bn_features, logits)
+        pooled = self.pool(images, is_infrared)
+        embeddings = self.bottleneck(pooled)
+        logits = self.classifier(embeddings) if self.classifier is not None else None
+        return ReIDOutput(pooled, embeddings, logits)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, is_infrared: torch.Tensor | None = None) -> torch.Tensor:
-        """L2-normalised retrieval embeddings (the BNNeck features)."""
-        return F.normalize(self.forward(images, is_infrared).bn_features.float(), dim=1)
+        """L2-normalised retrieval embeddings."""
+        return F.normalize(self.forward(images, is_infrared).embeddings.float(), dim=1)

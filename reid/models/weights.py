@@ -46,10 +46,16 @@ def error_summary(error: BaseException) -> str:
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DDP / torch.compile wrappers."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or model._orig_mod
-    return model
+    """The model inside its wrappers: torch.compile's (``_orig_mod``), DDP's and the eager fallback's
+    (``module``)."""
+    while True:
+        for attribute in ("_orig_mod", "module"):
+            inner = getattr(model, attribute, None)
+            if isinstance(inner, nn.Module):
+                model = inner
+                break
+        else:
+            return model
 
 
 def state_dict_from(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:

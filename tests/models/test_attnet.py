@@ -21,6 +21,22 @@ SPEC = {
     "attnet_t3": (49.176e6, 9.415e9),
     "attnet_t4": (87.320e6, 16.773e9),
 }
+# the exact parameter counts, counted by hand from the spec's description of each part (see
+# test_the_exact_counts_follow_from_the_spec); a model without, e.g., its LayerScales is 8,448 parameters short
+EXACT_PARAMETERS = {
+    "attnet_xxs": 2_853_556, "attnet_xs": 5_554_902, "attnet_s": 7_681_316, "attnet_t1": 13_714_900,
+    "attnet_t2": 27_010_782, "attnet_t3": 49_175_682, "attnet_t4": 87_320_214,
+}
+# the spec's variant table: depths, dims, glu_dconv, glu_norm, layer_scale (exp_rates 8, 8, 4, 4)
+SPEC_TABLE = {
+    "attnet_xxs": ((2, 2, 4, 2), (32, 64, 128, 240), True, False, False),
+    "attnet_xs": ((2, 2, 7, 2), (40, 80, 160, 320), True, False, True),
+    "attnet_s": ((2, 3, 10, 3), (40, 80, 160, 320), True, False, False),
+    "attnet_t1": ((2, 3, 12, 3), (48, 96, 224, 384), True, True, True),
+    "attnet_t2": ((3, 3, 16, 3), (64, 128, 288, 512), True, True, True),
+    "attnet_t3": ((4, 4, 26, 4), (72, 144, 320, 576), True, True, True),
+    "attnet_t4": ((5, 5, 28, 5), (96, 192, 384, 768), True, True, True),
+}
 MODELS = timm.list_models("attnet_*")
 SMALL = ["attnet_xxs", "attnet_xs", "attnet_t1"]  # covers glu_norm and layer_scale on and off
 
@@ -30,10 +46,30 @@ def test_every_variant_is_registered():
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameter_count_matches_spec(name):
+def test_parameter_count_is_exact(name):
     model = timm.create_model(name)
-    count = sum(p.numel() for p in model.parameters())
-    assert count == pytest.approx(SPEC[name][0], rel=1e-3)
+    assert sum(p.numel() for p in model.parameters()) == EXACT_PARAMETERS[name]
+
+
+def spec_parameters(depths, dims, glu_dconv, glu_norm, layer_scale, exp_rates=(8, 8, 4, 4), classes=1000) -> int:
+    """Parameters of a variant, part by part as the spec describes them (stem, downsamples, blocks, head)."""
+    c0 = dims[0]
+    total = 3 * (c0 // 2) * 9 + 2 * (c0 // 2) + (c0 // 2) * c0 * 9 + 2 * c0  # stem: two bias-free convs + BNs
+    total += sum(dims[i - 1] * dims[i] * 9 + 2 * dims[i] for i in range(1, 4))  # downsamples: conv + BN
+    for depth, c, rate in zip(depths, dims, exp_rates, strict=True):
+        hidden = int(2 * int(c * rate) / 3)
+        atconv = 3 * (c * c + c) + (9 * 9 + 9) + c  # kernel_proj, x_proj, proj; kernel_gen; difference_control
+        glu = c * 2 * hidden + 2 * hidden + (hidden * 9 + hidden if glu_dconv else 0) + (hidden if glu_norm else 0) \
+            + hidden * c + c  # fc1, dwconv, RMS norm weight, fc2
+        block = 2 * 2 * c + (2 * c if layer_scale else 0) + atconv + glu  # two LayerNorm2d, two LayerScales
+        total += depth * block
+    return total + 2 * dims[-1] + dims[-1] * classes + classes  # head LayerNorm and Linear
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_exact_counts_follow_from_the_spec(name):
+    assert spec_parameters(*SPEC_TABLE[name]) == EXACT_PARAMETERS[name]
+    assert round(EXACT_PARAMETERS[name] / 1e6, 3) == round(SPEC[name][0] / 1e6, 3)  # the spec's "13.715M"
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -3,8 +3,9 @@ import timm
 import torch
 from reference_attnet import RefAttNet, randomize_
 
+from reid.catalogue import ACMIX_RELEASE, ATTNET_RELEASE, RELEASED_WEIGHTS
 from reid.models import CheckpointError, CheckpointMismatchError, load_pretrained
-from reid.models.pretrained import ACMIX_RELEASE, ATTNET_RELEASE, RELEASED_WEIGHTS, weights_status
+from reid.models.pretrained import weights_status
 
 
 @pytest.fixture(scope="module")
