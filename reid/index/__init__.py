@@ -6,7 +6,7 @@ costs no FAISS import.
 """
 from importlib import import_module
 
-from reid.index.settings import INDEX_TYPES, GalleryError, IndexSettings, IndexType
+from reid.index.settings import INDEX_TYPES, GalleryError, IndexKind, IndexSettings
 
 _LAZY = {"Gallery": "reid.index.gallery", "SearchHit": "reid.index.gallery", "MetadataTable": "reid.index.metadata",
          "Manifest": "reid.index.store", "FORMAT_VERSION": "reid.index.store", "gallery_lock": "reid.index.store",
@@ -19,5 +19,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'reid.index' has no attribute {name!r}")
 
 
-__all__ = ["FORMAT_VERSION", "INDEX_TYPES", "Gallery", "GalleryError", "IndexSettings", "IndexType", "Manifest",
+__all__ = ["FORMAT_VERSION", "INDEX_TYPES", "Gallery", "GalleryError", "IndexKind", "IndexSettings", "Manifest",
            "MetadataTable", "SearchHit", "exact_search", "gallery_lock", "gpu_available"]

@@ -3,14 +3,18 @@
 A ``Gallery`` puts three parts together: a FAISS index (``reid.index.factory``), a columnar metadata table whose
 row ``i`` describes FAISS id ``i`` (``reid.index.metadata``), and a directory store with a manifest that ties
 the gallery to the model that built it (``reid.index.store``). Removal marks rows as removed; every search
-excludes them with an ``IDSelector``, as it does for the modality and camera filters; ``compact`` rebuilds
-without them.
+excludes them, as it does the items the modality and camera filters leave out; ``compact`` rebuilds without them.
+
+Filters never cost results: a search returns top-k items whenever k items qualify. When at most
+``EXHAUSTIVE_LIMIT`` items qualify they are compared with the query one by one (exactly, for flat, hnsw and
+ivfflat; on its 8-bit vectors for ivfpq); when more qualify, the index searches only them (a FAISS
+``IDSelector``), and a query that an approximate index answers with fewer than k is answered one by one.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +22,20 @@ import faiss
 import numpy as np
 
 from reid.data.samples import MODALITIES, Modality, Sample
-from reid.index.factory import build_index, gpu_available, normalised, search_parameters, to_gpu
+from reid.index.factory import (
+    build_index,
+    empty_copy,
+    gpu_available,
+    normalised,
+    search_parameters,
+    stored_vectors,
+    to_gpu,
+)
 from reid.index.metadata import UNKNOWN, MetadataTable, path_key
 from reid.index.settings import GalleryError, IndexSettings
 from reid.index.store import Manifest, gallery_lock, load_gallery, save_gallery
+
+EXHAUSTIVE_LIMIT = 16_384  # qualifying items compared one by one: a (queries x items x dim) product
 
 
 @dataclass
@@ -35,6 +49,7 @@ class SearchHit:
     camid: int | None
     modality: str | None
     label: str | None = None
+    item_id: int = -1  # the gallery row (the FAISS id) of this gallery version
 
     def sample(self) -> Sample:
         """The hit as a Sample (unknown pid / camid as -1), e.g. to draw it."""
@@ -52,7 +67,8 @@ class Gallery:
         settings: Index type and parameters.
         index: The FAISS index (ids are metadata row numbers).
         table: The metadata.
-        use_gpu: Search on the GPU through faiss-gpu (flat and ivfpq) when available.
+        use_gpu: Unfiltered searches run on the GPU through faiss-gpu (flat and the IVF types) when it is installed
+            and sees a GPU; filtered ones run on the CPU (FAISS's GPU indexes take no ID selectors).
     """
 
     def __init__(self, manifest: Manifest, settings: IndexSettings, index: faiss.Index, table: MetadataTable,
@@ -75,7 +91,8 @@ class Gallery:
         if len(vectors) != len(metadata):
             raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
         settings = (settings or IndexSettings()).resolved(len(vectors), vectors.shape[1])
-        manifest = Manifest(backbone, vectors.shape[1], asdict(settings), checkpoint_digest=checkpoint_digest)
+        manifest = Manifest(backbone=backbone, embedding_size=vectors.shape[1], index=settings.model_dump(),
+                            factory=settings.factory_string(), checkpoint_digest=checkpoint_digest)
         gallery = cls(manifest, settings, build_index(vectors, settings), MetadataTable(), use_gpu)
         gallery._append(vectors, MetadataTable.from_rows(metadata))
         return gallery
@@ -107,22 +124,28 @@ class Gallery:
         self.manifest.items = self.live_count
         self._gpu_index = None
 
-    def remove(self, paths: Iterable[str]) -> int:
+    def remove(self, paths: Iterable[str]) -> tuple[int, list[str]]:
         """Remove the live items whose path (a tracklet: first frame) is in ``paths``, relative or absolute;
-        returns how many were removed."""
+        returns how many were removed and the paths that named no live item."""
+        paths = list(paths)
         rows = self.table.live_rows_with_paths(paths)
+        found = {path_key(self.table.paths[row]) for row in rows}
         self.table.removed[rows] = True
         self.manifest.items = self.live_count
-        return len(rows)
+        return len(rows), [path for path in paths if path_key(path) not in found]
 
     def compact(self) -> Gallery:
-        """A new gallery without removed items (vectors reconstructed from the index; lossy only for ivfpq)."""
+        """A new gallery without removed items. The index keeps what it learnt (IVF centroids, PQ codebooks) and
+        takes back the vectors it stored, so compacting never needs a training (exact for flat, hnsw and ivfflat;
+        ivfpq keeps its 8-bit vectors)."""
         keep = np.flatnonzero(~self.table.removed)
         if not len(keep):
             raise GalleryError("every item was removed; nothing to compact")
-        vectors = np.stack([self.index.reconstruct(int(i)) for i in keep])
-        rows = [{k: v for k, v in self.table.row(int(i)).items() if k != "removed"} for i in keep]
-        return Gallery.build(vectors, rows, self.manifest.backbone, self.settings, self.manifest.checkpoint_digest)
+        index = empty_copy(self.index)
+        for start in range(0, len(keep), 65_536):
+            index.add(stored_vectors(self.index, keep[start:start + 65_536]))
+        manifest = self.manifest.model_copy(update={"items": len(keep)})
+        return Gallery(manifest, self.settings, index, self.table.select(keep), self.use_gpu)
 
     @property
     def live_count(self) -> int:
@@ -149,10 +172,12 @@ class Gallery:
             exclude_camids: Per query, a camera whose items are skipped (e.g. the query's own camera).
             camids: Only items from these cameras.
         """
-        vectors = normalised(queries)
+        vectors = normalised(queries, "queries")
         if vectors.shape[1] != self.manifest.embedding_size:
             raise GalleryError(f"query embeddings have size {vectors.shape[1]}, "
                                f"the gallery {self.manifest.embedding_size}")
+        if top_k < 1:
+            raise GalleryError(f"top_k must be at least 1, got {top_k}")
         if self.live_count == 0:
             raise GalleryError("the gallery is empty")
         if exclude_camids is None and modality is None and camids is None and self.removed_count == 0:
@@ -161,20 +186,45 @@ class Gallery:
                                                     params=search_parameters(self.settings, None))
             return [self._hits(score_row, id_row) for score_row, id_row in zip(scores, ids, strict=True)]
         exclude = list(exclude_camids) if exclude_camids is not None else [None] * len(vectors)
+        if len(exclude) != len(vectors):
+            raise GalleryError(f"{len(exclude)} cameras to exclude for {len(vectors)} queries")
         results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
         groups: dict[int | None, list[int]] = {}
         for row, camid in enumerate(exclude):
             groups.setdefault(camid, []).append(row)
         for camid, rows in groups.items():
-            allowed = self.table.allowed(modality, camid, camids)
-            if not allowed.any():
+            allowed = np.flatnonzero(self.table.allowed(modality, camid, camids))
+            if not len(allowed):
                 continue
-            selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
-            scores, ids = self.index.search(vectors[rows], min(top_k, int(allowed.sum())),
-                                            params=search_parameters(self.settings, selector))
+            k = min(top_k, len(allowed))
+            if self.settings.kind.exact or len(allowed) > EXHAUSTIVE_LIMIT:
+                selector = faiss.IDSelectorBatch(allowed.astype(np.int64))
+                scores, ids = self.index.search(vectors[rows], k, params=search_parameters(self.settings, selector))
+                short = [i for i, id_row in enumerate(ids) if (id_row >= 0).sum() < k]
+            else:
+                scores, ids, short = None, None, list(range(len(rows)))
+            if short:  # compare the qualifying items one by one
+                exhaustive = self._exhaustive(vectors[[rows[i] for i in short]], allowed, k)
+                if scores is None:
+                    scores, ids = exhaustive
+                else:
+                    scores[short], ids[short] = exhaustive
             for query, score_row, id_row in zip(rows, scores, ids, strict=True):
                 results[query] = self._hits(score_row, id_row)
         return results
+
+    def _exhaustive(self, queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top-k of ``allowed`` rows by inner product with the stored vectors, in chunks (ties: lower row)."""
+        best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+        best_ids = np.zeros((len(queries), 0), np.int64)
+        for start in range(0, len(allowed), EXHAUSTIVE_LIMIT):
+            chunk = allowed[start:start + EXHAUSTIVE_LIMIT]
+            scores = np.concatenate([best_scores, queries @ stored_vectors(self.index, chunk).T], axis=1)
+            ids = np.concatenate([best_ids, np.broadcast_to(chunk, (len(queries), len(chunk)))], axis=1)
+            order = np.lexsort((ids, -scores), axis=1)[:, :k]  # best score first, ties by row
+            best_scores = np.take_along_axis(scores, order, axis=1)
+            best_ids = np.take_along_axis(ids, order, axis=1)
+        return best_scores, best_ids
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
         hits = []
@@ -182,7 +232,7 @@ class Gallery:
             if row >= 0:
                 item = self.table.row(int(row))
                 hits.append(SearchHit(rank, float(score), item["path"], item["pid"], item["camid"], item["modality"],
-                                      item["label"]))
+                                      item["label"], int(row)))
         return hits
 
     def _searchable(self) -> faiss.Index:

@@ -10,12 +10,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
-from reid.data.samples import MODALITIES
-from reid.index.settings import GalleryError
+from reid.index.settings import GalleryError, one_line
 
 UNKNOWN = -1  # pid or camid not known (images added without labels)
 FIELDS = ("path", "pid", "camid", "modality", "label", "removed")
@@ -30,13 +30,20 @@ def path_key(path: Path_ | list[str]) -> str:
     return os.path.abspath(first)
 
 
-def _optional_int(row: dict, key: str, where: str) -> int:
-    value = row.get(key)
-    if value is None:
-        return UNKNOWN
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise GalleryError(f"{where}: {key} must be an integer or null, got {value!r}")
-    return value
+class MetadataRow(BaseModel):
+    """One row as stored: a path (or a tracklet's frames), identity, camera, modality, a free label, a tombstone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+    pid: StrictInt | None = None
+    camid: StrictInt | None = None
+    modality: Literal["vis", "ir"] | None = None
+    label: StrictStr | None = None
+    removed: StrictBool = False
+
+
+_ROW = TypeAdapter(MetadataRow)
 
 
 @dataclass
@@ -60,38 +67,20 @@ class MetadataTable:
     removed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @classmethod
-    def from_rows(cls, rows: Sequence[dict[str, Any]], source: str = "metadata") -> MetadataTable:
+    def from_rows(cls, rows: Sequence[dict[str, Any] | MetadataRow], source: str = "metadata") -> MetadataTable:
         """A table from row dicts (path required; pid, camid, modality, label, removed optional); a row of the
         wrong shape is a GalleryError naming it."""
-        paths, pids, camids, modalities, labels, removed = [], [], [], [], [], []
+        valid = []
         for number, row in enumerate(rows, 1):
-            where = f"{source}:{number}"
-            if not isinstance(row, dict):
-                raise GalleryError(f"{where}: a row must be an object, got {type(row).__name__}")
-            unknown = sorted(set(row) - set(FIELDS))
-            if unknown:
-                raise GalleryError(f"{where}: unknown field {', '.join(map(repr, unknown))}")
-            path = row.get("path")
-            if isinstance(path, list) and path and all(isinstance(p, str) for p in path):
-                path = tuple(path)
-            elif not isinstance(path, str):
-                raise GalleryError(f"{where}: path must be a string or a list of frame paths, got {path!r}")
-            modality = row.get("modality")
-            if modality is not None and modality not in MODALITIES:
-                raise GalleryError(f"{where}: modality must be vis, ir or null, got {modality!r}")
-            label = row.get("label")
-            if label is not None and not isinstance(label, str):
-                raise GalleryError(f"{where}: label must be a string or null, got {label!r}")
-            if not isinstance(row.get("removed", False), bool):
-                raise GalleryError(f"{where}: removed must be true or false, got {row['removed']!r}")
-            paths.append(path)
-            pids.append(_optional_int(row, "pid", where))
-            camids.append(_optional_int(row, "camid", where))
-            modalities.append(modality or "")
-            labels.append(label)
-            removed.append(row.get("removed", False))
-        return cls(paths, np.array(pids, np.int64), np.array(camids, np.int64), np.array(modalities, "<U3"),
-                   labels, np.array(removed, bool))
+            try:
+                valid.append(row if isinstance(row, MetadataRow) else _ROW.validate_python(row))
+            except ValidationError as error:
+                raise GalleryError(f"{source}:{number}: {one_line(error)}") from None
+        return cls([tuple(r.path) if isinstance(r.path, list) else r.path for r in valid],
+                   np.array([UNKNOWN if r.pid is None else r.pid for r in valid], np.int64),
+                   np.array([UNKNOWN if r.camid is None else r.camid for r in valid], np.int64),
+                   np.array([r.modality or "" for r in valid], "<U3"), [r.label for r in valid],
+                   np.array([r.removed for r in valid], bool))
 
     @classmethod
     def from_jsonl(cls, text: str, source: str) -> MetadataTable:
@@ -100,9 +89,9 @@ class MetadataTable:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise GalleryError(f"{source}:{number}: not valid JSON ({error.msg})") from None
+                rows.append(_ROW.validate_json(line))
+            except ValidationError as error:
+                raise GalleryError(f"{source}:{number}: {one_line(error)}") from None
         return cls.from_rows(rows, source)
 
     def to_jsonl(self) -> str:

@@ -1,14 +1,21 @@
 """Gallery directories on disk: ``index.faiss``, ``metadata.jsonl`` and ``manifest.json``, written atomically.
 
-A save writes a staging directory (its name unique to the process) and swaps it in, so a crash never replaces
-a good gallery with a broken one. A process that changes a gallery holds ``gallery_lock`` from load to save, so
-two concurrent writers take turns instead of one silently losing the other's items. The manifest records what
-the gallery is (backbone, checkpoint digest, embedding size, normalisation, index settings, item count) and the
-sha256 of the two data files written with it, so a manifest copied from another gallery is refused on load.
+A save writes a staging directory (its name unique to the process) and swaps it in with two renames, so the
+gallery's path always names a complete gallery, old or new. A process that changes a gallery holds
+``gallery_lock`` from load to save, so concurrent writers take turns instead of one silently losing the other's
+items; the save itself takes the lock too. A reader takes no lock: it opens the directory once and reads the three
+files of that one version (a version a save swaps out stays readable through the open directory), so it sees one
+consistent gallery whatever a writer does meanwhile. A crash between a save's two renames is repaired by the next
+process that takes the lock (the complete new copy is put in place), and staging or old copies that crashed
+processes left behind are removed then.
+
+The manifest records what the gallery is (backbone, checkpoint digest, embedding size, normalisation, index
+settings and FAISS factory string, item count) and the sha256 of the two data files written with it, so a manifest
+copied from another gallery, or a file changed behind its back, is refused on load. A gallery reached through a
+symbolic link is read, locked and written where the link points.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -16,32 +23,42 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from reid.index.metadata import MetadataTable
-from reid.index.settings import GalleryError, IndexSettings
-from reid.io import file_digest, umask
+from reid.index.settings import GalleryError, IndexSettings, one_line
+from reid.io import exclusive_lock, file_digest, umask
 
 FORMAT_VERSION = 1
 INDEX_FILE, METADATA_FILE, MANIFEST_FILE = "index.faiss", "metadata.jsonl", "manifest.json"
 
 
-@dataclass
-class Manifest:
+class Manifest(BaseModel):
     """What a gallery is: checked against the model that queries it."""
 
-    backbone: str
-    embedding_size: int
-    index: dict
-    items: int = 0
-    checkpoint_digest: str | None = None
-    normalization: str = "l2"
-    metric: str = "inner_product"
-    format_version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: StrictStr
+    embedding_size: StrictInt = Field(ge=1)
+    index: IndexSettings
+    factory: StrictStr | None = None  # FAISS's factory string (galleries saved before it was recorded have none)
+    items: StrictInt = Field(0, ge=0)
+    checkpoint_digest: StrictStr | None = None
+    normalization: StrictStr = "l2"
+    metric: StrictStr = "inner_product"
+    format_version: StrictInt = FORMAT_VERSION
+    extra: dict = Field(default_factory=dict)
+
+
+class ManifestFile(Manifest):
+    """The manifest as stored: the manifest and what it was written with."""
+
+    total_rows: StrictInt = Field(ge=0)
+    files: dict[StrictStr, StrictStr] | None = None  # sha256 per data file (older galleries have none)
 
 
 @dataclass
@@ -54,129 +71,189 @@ class StoredGallery:
     table: MetadataTable
 
 
+def gallery_path(directory: str | Path) -> Path:
+    """Where a gallery is: the path with symbolic links resolved (so the lock, the staging copy and the swap are
+    all on the real directory); a path that cannot name a gallery directory is a GalleryError."""
+    resolved = Path(directory).resolve()
+    if not resolved.name or resolved == resolved.parent:
+        raise GalleryError(f"{directory}: cannot be a gallery directory (give a folder's name, e.g. runs/gallery)")
+    return resolved
+
+
 @contextmanager
 def gallery_lock(directory: str | Path, timeout: float = 600.0,
-                 waiting: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold the exclusive lock of a gallery directory (a ``.NAME.lock`` file beside it, since the directory
-    itself is swapped on save). The operating system releases it if the process dies.
+                 waiting: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Hold the exclusive lock of a gallery directory (a ``.NAME.lock`` file beside it, since the directory itself
+    is swapped on save), repair what a crashed save left, and yield the gallery's real path. The operating system
+    releases the lock if the process dies; a process may take it again while it holds it.
 
     Args:
         timeout: Seconds to wait for another process's lock before giving up with a GalleryError.
-        waiting: Called once if the lock is held by another process (to tell the user).
+        waiting: Called once, with the holder, if the lock is held by another process (to tell the user).
     """
-    directory = Path(directory)
-    lock_path = directory.with_name(f".{directory.name}.lock")
+    directory = gallery_path(directory)
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115  (held until the end of the with block)
     except OSError as error:
-        raise GalleryError(f"{lock_path}: cannot create the gallery's lock file ({error.strerror or error})") from None
+        raise GalleryError(f"{directory.parent}: cannot be created ({error.strerror or error})") from None
+    with exclusive_lock(directory.with_name(f".{directory.name}.lock"), f"the gallery {directory}", timeout, waiting,
+                        GalleryError):
+        _repair(directory)
+        yield directory
+
+
+def _leftovers(directory: Path, kind: str) -> list[Path]:
+    return sorted(directory.parent.glob(f".{directory.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+
+
+def _repair(directory: Path) -> None:
+    """Under the lock: finish a save that crashed between its two renames, and remove what crashed saves left."""
+    if not directory.exists():
+        complete = [s for s in _leftovers(directory, "saving") if _is_complete(s)]
+        previous = _leftovers(directory, "old")
+        if complete:
+            complete[-1].rename(directory)
+        elif previous:
+            previous[-1].rename(directory)
+    for leftover in _leftovers(directory, "saving") + _leftovers(directory, "old"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _is_complete(folder: Path) -> bool:
     try:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told and waiting is not None:
-                    waiting()
-                    told = True
-                if time.monotonic() > deadline:
-                    raise GalleryError(f"{directory}: another process has been writing this gallery for "
-                                       f"{timeout:.0f} s; try again later") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        handle.close()  # releases the lock
+        record = ManifestFile.model_validate_json((folder / MANIFEST_FILE).read_bytes())
+        return record.files is not None and all(record.files.get(name) == file_digest(folder / name)
+                                                for name in (INDEX_FILE, METADATA_FILE))
+    except (OSError, ValueError):
+        return False
 
 
 def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, table: MetadataTable) -> Path:
     """Write a gallery to ``directory``, which always holds a complete gallery (the old one until the new one is
-    whole)."""
-    directory = Path(directory)
-    backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    staging = None
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
-        os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes 0700; a gallery is shared like any folder
-        faiss.write_index(index, str(staging / INDEX_FILE))
-        (staging / METADATA_FILE).write_text(table.to_jsonl())
-        manifest.items = table.live_count
-        record = asdict(manifest) | {"total_rows": len(table), "files": {
-            name: file_digest(staging / name) for name in (INDEX_FILE, METADATA_FILE)}}
-        (staging / MANIFEST_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        if directory.exists():
-            directory.rename(backup)
-            staging.rename(directory)
-            shutil.rmtree(backup)
-        else:
-            staging.rename(directory)
-    except OSError as error:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise GalleryError(f"{directory}: cannot write the gallery ({error.strerror or error})") from None
+    whole); returns its real path. A full disk or an unwritable place is a GalleryError and leaves nothing
+    behind."""
+    with gallery_lock(directory) as directory:
+        backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        staging = None
+        try:
+            staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
+            os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes 0700; a gallery is shared like any folder
+            faiss.write_index(index, str(staging / INDEX_FILE))
+            (staging / METADATA_FILE).write_text(table.to_jsonl())
+            manifest.items = table.live_count
+            record = ManifestFile(**manifest.model_dump(), total_rows=len(table), files={
+                name: file_digest(staging / name) for name in (INDEX_FILE, METADATA_FILE)})
+            (staging / MANIFEST_FILE).write_text(record.model_dump_json(indent=2) + "\n")
+            if directory.exists():
+                directory.rename(backup)
+                staging.rename(directory)
+                shutil.rmtree(backup)
+            else:
+                staging.rename(directory)
+        except (OSError, RuntimeError) as error:  # FAISS reports a full disk as a RuntimeError
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if backup.exists() and not directory.exists():
+                backup.rename(directory)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+                str(error).strip().splitlines()[-1][:200]
+            raise GalleryError(f"{directory}: cannot write the gallery ({reason})") from None
     return directory
 
 
-def _manifest(path: Path) -> tuple[Manifest, int, dict | None]:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GalleryError(f"{path}: corrupt manifest ({error})") from None
-    if not isinstance(record, dict):
-        raise GalleryError(f"{path}: corrupt manifest (not a JSON object)")
-    total_rows, files = record.pop("total_rows", None), record.pop("files", None)
-    known = {f.name for f in fields(Manifest)}
-    unknown = sorted(set(record) - known)
-    if unknown or not isinstance(total_rows, int):
-        problem = f"unknown key {', '.join(map(repr, unknown))}" if unknown else "no total_rows"
-        raise GalleryError(f"{path}: corrupt manifest ({problem})")
-    try:
-        manifest = Manifest(**record)
-    except TypeError as error:
-        raise GalleryError(f"{path}: corrupt manifest ({error})") from None
-    if not isinstance(manifest.embedding_size, int) or not isinstance(manifest.backbone, str):
-        raise GalleryError(f"{path}: corrupt manifest (backbone and embedding_size have the wrong type)")
-    return manifest, total_rows, files
-
-
 def load_gallery(directory: str | Path) -> StoredGallery:
-    """Read and cross-check a gallery directory; every way it can be broken is a GalleryError naming the file."""
-    directory = Path(directory)
+    """Read and cross-check one version of a gallery directory; every way it can be broken is a GalleryError naming
+    the file. A save running meanwhile is never seen half-done."""
+    given, directory = directory, gallery_path(directory)
+    for attempt in range(50):
+        try:
+            handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if attempt < 20:  # a save may be between its two renames
+                time.sleep(0.005)
+                continue
+            if not (_leftovers(directory, "saving") or _leftovers(directory, "old")):
+                raise GalleryError(f"{given}: not a gallery (no such directory)") from None
+            with gallery_lock(directory):  # a save crashed between its renames: the lock's holder repairs it
+                pass
+            continue
+        except NotADirectoryError:
+            raise GalleryError(f"{given}: not a gallery (a file, not a directory)") from None
+        try:
+            return _read_version(directory, handle)
+        except FileNotFoundError:  # the version was swapped out and removed while being opened: read the new one
+            time.sleep(0.005)
+        finally:
+            os.close(handle)
+    raise GalleryError(f"{given}: changed too often to be read; try again")
+
+
+def _read_version(directory: Path, folder: int) -> StoredGallery:
+    """The gallery in the open directory ``folder`` (a FileNotFoundError means it was swapped out)."""
+    def opener(path: str, flags: int) -> int:
+        return os.open(path, flags, dir_fd=folder)
+
     manifest_path = directory / MANIFEST_FILE
-    if not directory.exists() and any(directory.parent.glob(f".{directory.name}.old-*")):
-        raise GalleryError(f"{directory}: a save was interrupted; the previous gallery is intact in "
-                           f"{directory.parent}/.{directory.name}.old-*")
-    if not manifest_path.is_file():
-        raise GalleryError(f"{directory}: not a gallery (no {MANIFEST_FILE})")
-    manifest, total_rows, files = _manifest(manifest_path)
-    if manifest.format_version != FORMAT_VERSION:
-        raise GalleryError(f"{manifest_path}: gallery format {manifest.format_version}, this version reads "
-                           f"{FORMAT_VERSION}; rebuild the gallery")
-    settings = IndexSettings.from_dict(manifest.index, str(manifest_path))
-    if files is not None:  # galleries saved before the digests were recorded have none
-        for name in (INDEX_FILE, METADATA_FILE):
-            if not (directory / name).is_file():
-                raise GalleryError(f"{directory / name}: missing")
-            if files.get(name) != file_digest(directory / name):
-                raise GalleryError(f"{directory / name}: does not match its manifest (the files come from "
-                                   f"different galleries or were changed); rebuild the gallery")
     try:
-        index = faiss.read_index(str(directory / INDEX_FILE))
-    except RuntimeError as error:
-        raise GalleryError(f"{directory / INDEX_FILE}: truncated or corrupt index file "
-                           f"({str(error).splitlines()[0][:200]})") from None
-    try:
-        text = (directory / METADATA_FILE).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise GalleryError(f"{directory / METADATA_FILE}: missing or unreadable metadata ({error})") from None
+        with open(MANIFEST_FILE, "rb", opener=opener) as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        if _swapped(directory, folder):
+            raise  # a version being swapped out and removed: read the new one
+        raise GalleryError(f"{directory}: not a gallery (no {MANIFEST_FILE})") from None
+    record = _manifest(raw, manifest_path)
+    settings = record.index
+    for name in (INDEX_FILE, METADATA_FILE):
+        if name not in os.listdir(folder) and not _swapped(directory, folder):
+            raise GalleryError(f"{directory / name}: missing")
+    with open(INDEX_FILE, "rb", opener=opener) as index_handle, \
+            open(METADATA_FILE, "rb", opener=opener) as metadata_handle:
+        if record.files is not None:  # galleries saved before the digests were recorded have none
+            for name, handle in ((INDEX_FILE, index_handle), (METADATA_FILE, metadata_handle)):
+                if record.files.get(name) != file_digest(f"/proc/self/fd/{handle.fileno()}"):
+                    raise GalleryError(f"{directory / name}: does not match its manifest (the files come from "
+                                       f"different galleries or were changed); rebuild the gallery")
+        try:
+            index = faiss.read_index(f"/proc/self/fd/{index_handle.fileno()}")
+        except RuntimeError as error:
+            raise GalleryError(f"{directory / INDEX_FILE}: truncated or corrupt index file "
+                               f"({str(error).splitlines()[0][:200]})") from None
+        try:
+            text = metadata_handle.read().decode()
+        except UnicodeDecodeError as error:
+            raise GalleryError(f"{directory / METADATA_FILE}: unreadable metadata ({error})") from None
     table = MetadataTable.from_jsonl(text, str(directory / METADATA_FILE))
-    if index.ntotal != total_rows or len(table) != total_rows:
+    if index.ntotal != record.total_rows or len(table) != record.total_rows:
         raise GalleryError(f"{directory}: index holds {index.ntotal} vectors and metadata {len(table)} rows, "
-                           f"the manifest says {total_rows}; the gallery is incomplete, rebuild it")
-    if index.d != manifest.embedding_size:
+                           f"the manifest says {record.total_rows}; the gallery is incomplete, rebuild it")
+    if index.d != record.embedding_size:
         raise GalleryError(f"{directory / INDEX_FILE}: vectors of size {index.d}, the manifest says "
-                           f"{manifest.embedding_size}")
+                           f"{record.embedding_size}")
+    found = faiss.downcast_index(index)
+    if not isinstance(found, getattr(faiss, settings.kind.faiss_class)):
+        raise GalleryError(f"{directory / INDEX_FILE}: an {type(found).__name__}, but the manifest says a "
+                           f"{settings.type} index ({settings.kind.faiss_class})")
+    manifest = Manifest(**record.model_dump(exclude={"total_rows", "files"}))
     return StoredGallery(manifest, settings, index, table)
+
+
+def _swapped(directory: Path, folder: int) -> bool:
+    """Whether ``directory`` no longer names the directory open as ``folder`` (a save swapped it)."""
+    try:
+        return os.stat(directory).st_ino != os.fstat(folder).st_ino
+    except FileNotFoundError:
+        return True
+
+
+def _manifest(raw: bytes, path: Path) -> ManifestFile:
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GalleryError(f"{path}: corrupt manifest ({error})") from None
+    if isinstance(record, dict) and record.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise GalleryError(f"{path}: gallery format {record['format_version']}, this version reads "
+                           f"{FORMAT_VERSION}; rebuild the gallery")
+    try:
+        return ManifestFile.model_validate(record)
+    except ValidationError as error:
+        raise GalleryError(f"{path}: corrupt manifest ({one_line(error)})") from None

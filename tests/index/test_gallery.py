@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from reid.index import Gallery, GalleryError, IndexSettings
+from reid.index import INDEX_TYPES, Gallery, GalleryError, IndexSettings
 
 
 def clustered(count=600, dim=32, clusters=30, seed=0):
@@ -43,11 +43,12 @@ def test_exact_index_equals_brute_force_cosine():
 def test_save_load_round_trip_keeps_results(tmp_path):
     vectors, metadata = clustered()
     for kind in ("flat", "hnsw"):
-        gallery = Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings(kind), checkpoint_digest="abc")
+        gallery = Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings(type=kind), checkpoint_digest="abc")
         before = gallery.search(vectors[:5], 7)
         loaded = Gallery.load(gallery.save(tmp_path / kind))
         assert loaded.search(vectors[:5], 7) == before
-        assert loaded.manifest.items == 600 and loaded.manifest.index["type"] == kind
+        assert loaded.manifest.items == 600 and loaded.manifest.index.type == kind
+        assert loaded.manifest.factory == ("Flat" if kind == "flat" else "HNSW32,Flat")
 
 
 def test_modality_and_camera_filters():
@@ -70,7 +71,7 @@ def test_add_and_remove_by_path(tmp_path):
     assert gallery.live_count == 600
     top = gallery.search(vectors[550:551], 1)[0][0]
     assert top.path == "img_550.jpg"
-    assert gallery.remove(["img_550.jpg", "not_there.jpg"]) == 1
+    assert gallery.remove(["img_550.jpg", "not_there.jpg"]) == (1, ["not_there.jpg"])
     assert "img_550.jpg" not in [h.path for h in gallery.search(vectors[550:551], 10)[0]]
     loaded = Gallery.load(gallery.save(tmp_path / "g"))
     assert loaded.live_count == 599 and "img_550.jpg" not in [h.path for h in loaded.search(vectors[550:551], 10)[0]]
@@ -84,7 +85,7 @@ def test_add_and_remove_by_path(tmp_path):
 @pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
 def test_approximate_indexes_recall(kind):
     vectors, metadata = clustered(count=12000, dim=32, clusters=200, seed=1)
-    settings = IndexSettings(kind, nlist=64, nprobe=16, pq_m=8)
+    settings = IndexSettings(type=kind, nlist=64, nprobe=16, pq_m=8)
     gallery = Gallery.build(vectors, metadata, "attnet_xxs", settings)
     queries = vectors[::60] + 0.05
     exact = brute_force(queries, vectors, 10)[0]
@@ -97,7 +98,7 @@ def test_approximate_indexes_recall(kind):
 def test_clear_errors(tmp_path):
     vectors, metadata = clustered()
     with pytest.raises(GalleryError, match="needs at least 9984 vectors to train"):
-        Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings("ivfpq"))
+        Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings(type="ivfpq"))
     with pytest.raises(GalleryError, match="zero embeddings"):
         Gallery.build(np.zeros((0, 8)), [], "attnet_xxs")
     gallery = Gallery.build(vectors, metadata, "attnet_xxs", checkpoint_digest="aaaa")
@@ -121,3 +122,63 @@ def test_clear_errors(tmp_path):
         Gallery.load(saved)
     with pytest.raises(GalleryError, match="not a gallery"):
         Gallery.load(tmp_path)
+
+
+def small_settings(kind):
+    """Every registered type at a size a test can train: few IVF lists, few PQ sub-quantisers."""
+    return IndexSettings(type=kind, nlist=16, nprobe=4, pq_m=8, hnsw_m=8, ef_search=16)
+
+
+@pytest.mark.parametrize("kind", INDEX_TYPES)
+def test_every_index_type_lives_through_build_add_remove_save_load_compact(kind, tmp_path):
+    vectors, metadata = clustered(count=12000, dim=32, clusters=200, seed=2)
+    gallery = Gallery.build(vectors[:10000], metadata[:10000], "attnet_xxs", small_settings(kind))
+    assert gallery.add(vectors[10000:], metadata[10000:]) == 2000
+    assert gallery.remove([m["path"] for m in metadata[:6000]]) == (6000, [])
+    loaded = Gallery.load(gallery.save(tmp_path / kind))
+    assert loaded.manifest.factory == loaded.settings.factory_string() and loaded.live_count == 6000
+    compacted = loaded.compact()  # 6000 live items: fewer than ivfpq's 9,984 training minimum, and still no error
+    assert compacted.index.ntotal == compacted.live_count == 6000 and compacted.removed_count == 0
+    reloaded = Gallery.load(compacted.save(tmp_path / kind))
+    queries = vectors[6000:6010]
+    for before, after in zip(loaded.search(queries, 5), reloaded.search(queries, 5), strict=True):
+        assert [h.path for h in after][0] == [h.path for h in before][0]  # each query's own item comes first
+        assert all(h.path not in {m["path"] for m in metadata[:6000]} for h in after)
+
+
+@pytest.mark.parametrize("kind", INDEX_TYPES)
+def test_selective_filters_return_every_qualifying_item_on_every_type(kind):
+    """20 of 20,000 items from one camera: every type returns the exact top-10 of those 20."""
+    vectors, metadata = clustered(count=20000, dim=48, clusters=300, seed=3)
+    for row, item in enumerate(metadata):
+        item["camid"] = 99 if row % 1000 == 7 else 1 + row % 5
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs", IndexSettings(type=kind))
+    queries = vectors[::997][:20] + 0.01
+    allowed = np.array([item["camid"] == 99 for item in metadata])
+    exact = brute_force(queries, vectors, 10, allowed)[0]
+    found = gallery.search(queries, 10, camids=[99])
+    assert all(len(hits) == 10 for hits in found)
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(rows(found), exact, strict=True)])
+    assert recall == 1.0
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfflat", "ivfpq"])
+def test_a_short_approximate_answer_is_completed(kind, monkeypatch):
+    """Above the exhaustive limit the index searches the qualifying items; a query it answers short is answered
+    one by one, so filters never cost results."""
+    from reid.index import gallery as gallery_module
+
+    monkeypatch.setattr(gallery_module, "EXHAUSTIVE_LIMIT", 100)
+    vectors, metadata = clustered(count=12000, dim=32, clusters=200, seed=4)
+    settings = IndexSettings(type=kind, nlist=64, nprobe=1, ef_search=4, k_factor=1, pq_m=8)
+    gallery = Gallery.build(vectors, metadata, "attnet_xxs", settings)
+    found = gallery.search(vectors[:30] + 0.02, 50, camids=[2], modality="ir")
+    allowed = np.array([m["camid"] == 2 and m["modality"] == "ir" for m in metadata])
+    assert allowed.sum() > 100 and all(len(hits) == 50 for hits in found)
+    assert all(h.camid == 2 and h.modality == "ir" for hits in found for h in hits)
+
+
+def test_top_k_must_be_positive():
+    vectors, metadata = clustered()
+    with pytest.raises(GalleryError, match="top_k must be at least 1, got 0"):
+        Gallery.build(vectors, metadata, "attnet_xxs").search(vectors[:1], 0)

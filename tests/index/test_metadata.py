@@ -56,16 +56,17 @@ def test_select_and_extend_keep_columns_aligned():
 
 
 @pytest.mark.parametrize("row, message", [
-    (["img.jpg", 1], "a row must be an object"),
-    ({"pid": 1}, "path must be a string"),
-    ({"path": "a.jpg", "pid": "one"}, "pid must be an integer or null"),
-    ({"path": "a.jpg", "camid": True}, "camid must be an integer or null"),
-    ({"path": "a.jpg", "modality": "uv"}, "modality must be vis, ir or null"),
-    ({"path": "a.jpg", "colour": "red"}, "unknown field 'colour'"),
-    ({"path": "a.jpg", "removed": "no"}, "removed must be true or false"),
+    (["img.jpg", 1], "Input should be an object"),
+    ({"pid": 1}, "missing key 'path'"),
+    ({"path": "a.jpg", "pid": "one"}, "pid: Input should be a valid integer"),
+    ({"path": "a.jpg", "camid": True}, "camid: Input should be a valid integer"),
+    ({"path": "a.jpg", "modality": "uv"}, "modality: Input should be 'vis' or 'ir'"),
+    ({"path": "a.jpg", "colour": "red"}, "unknown key 'colour'"),
+    ({"path": "a.jpg", "removed": "no"}, "removed: Input should be a valid boolean"),
+    ({"path": []}, "path.str: Input should be a valid string .*List should have at least 1 item"),
 ])
 def test_rows_of_the_wrong_shape_are_named(row, message):
     with pytest.raises(GalleryError, match=f"metadata.jsonl:2: {message}"):
         MetadataTable.from_jsonl(json.dumps({"path": "ok.jpg"}) + "\n" + json.dumps(row) + "\n", "metadata.jsonl")
-    with pytest.raises(GalleryError, match="metadata.jsonl:1: not valid JSON"):
+    with pytest.raises(GalleryError, match="metadata.jsonl:1: Invalid JSON"):
         MetadataTable.from_jsonl("{nope\n", "metadata.jsonl")
