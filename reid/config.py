@@ -7,16 +7,19 @@ key named. The command line overrides single fields (``reid train --config X --e
 from __future__ import annotations
 
 import difflib
+import os
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reid.data.registry import DatasetLiteral
-from reid.data.transforms import AugmentConfig
-from reid.engine.compile import CompileMode
+from reid.data.registry import DATASETS
 from reid.errors import ReidError
+from reid.io import directory, regular_file
+from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, ResizeMethod
 
 
 class ConfigError(ReidError):
@@ -29,75 +32,134 @@ Config = TypeVar("Config", bound="FlatConfig")
 class FlatConfig(BaseModel):
     """A flat, typed config that refuses unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # Keys a resumed run may change: where and how it runs, and the optimiser's settings (the schedule is a
+    # function of the config, so a new lr, decay or epoch count applies from the next step). The others define the
+    # run's trajectory (data, model, losses, sampler, augmentation, seed): changing them is a new run.
+    RESUME_CHANGES: ClassVar[frozenset[str]] = frozenset()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+    def resumed_with(self: Config, other: Config) -> tuple[Config, list[str]]:
+        """``other`` as the continuation of this (saved) run, with one note per changed key; a ConfigError names
+        every changed key a resumed run cannot take."""
+        changed = {key: (getattr(self, key), getattr(other, key)) for key in type(self).model_fields
+                   if getattr(self, key) != getattr(other, key)}
+        refused = sorted(set(changed) - self.RESUME_CHANGES)
+        if refused:
+            differences = ", ".join(f"{key} ({changed[key][0]!r} -> {changed[key][1]!r})" for key in refused)
+            raise ConfigError(f"--resume continues the run as it was configured; these settings cannot change: "
+                              f"{differences}. Train a new run (another --output-dir, or --overwrite)")
+        return other, [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items()]
 
 
 class TrainConfig(FlatConfig):
     """Every setting of a training run (see configs/ for documented examples)."""
 
+    RESUME_CHANGES = frozenset({
+        "data_root", "output_dir", "device", "amp", "channels_last", "compile", "deterministic", "num_workers",
+        "tensorboard", "eval_every", "eval_first", "eval_trials", "eval_batch_size", "recipes",  # where and how
+        "epochs", "lr", "min_lr", "weight_decay", "momentum", "grad_clip", "lr_steps", "lr_decay",  # the optimiser
+    })
+
     # data
-    dataset: DatasetLiteral
-    data_root: str
-    output_dir: str = "runs/experiment"
+    dataset: str = Field(description="a registered dataset: llcm, vcm, sysu, regdb, folder (or a plug-in's)")
+    data_root: str = Field(description="the dataset's root, as its authors distribute it")
+    output_dir: str = Field("runs/experiment", description="the run directory (checkpoints, log, metrics, curves)")
     trial: int = Field(0, ge=0, description="RegDB split (0..9) to train and test on")
-    sysu_mode: Literal["all", "indoor"] = "all"
+    sysu_mode: Literal["all", "indoor"] = Field("all", description="SYSU-MM01 search mode of the evaluations")
     seq_len: int = Field(6, ge=1, description="frames per tracklet (VCM-HITSZ)")
     # model
-    backbone: str = "attnet_t1"
-    pretrained: str | None = None
-    input_height: int = Field(288, ge=16)
-    input_width: int = Field(144, ge=16)
-    pooling: Literal["avg", "gem"] = "avg"
-    modality_stems: bool = False
-    drop_path_rate: float | None = Field(None, ge=0, lt=1)
+    backbone: str = Field("attnet_t1", description="any timm model name (AttNet: attnet_xxs .. attnet_t4)")
+    pretrained: str | None = Field(None, description="ImageNet weights file for the backbone (none: random init)")
+    input_height: int = Field(288, ge=16, description="input height in pixels")
+    input_width: int = Field(144, ge=16, description="input width in pixels")
+    input_resize: ResizeMethod = Field("bilinear", description="bilinear (OpenCV) or lanczos (PIL's antialiasing "
+                                                               "filter, as AGW resizes)")
+    pooling: Literal["avg", "gem"] = Field("avg", description="global pooling: average or GeM")
+    gem_trainable: bool = Field(True, description="GeM's exponent is learnt (AGW: fixed at 3)")
+    modality_stems: bool = Field(False, description="separate visible and infrared stems (AGW's two streams)")
+    last_stride: Literal[1, 2] | None = Field(None, description="the last stage's stride, ResNet family only (AGW: 1)")
+    bnneck_init_std: float = Field(0.0, ge=0, description="the BNNeck's BN weight starts at N(1, std) (AGW: 0.01)")
+    drop_path_rate: float | None = Field(None, ge=0, lt=1, description="stochastic depth (none: the backbone's own)")
     # optimisation
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(60, ge=1, description="training epochs")
     batch_identities: int = Field(8, ge=2, description="P: identities per batch")
     batch_instances: int = Field(4, ge=1, description="K: samples per identity and modality")
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = Field(3.5e-4, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    warmup_epochs: int = Field(5, ge=0)
-    min_lr: float = Field(1e-6, ge=0)
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd with momentum and Nesterov")
+    lr: float = Field(3.5e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.05, ge=0, description="weight decay (not on norms and biases, unless "
+                                                        "decay_all_weights)")
+    decay_all_weights: bool = Field(False, description="weight decay on every parameter, norms and biases too (AGW)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd's momentum")
+    warmup_epochs: int = Field(5, ge=0, description="epochs of linear warmup to lr")
+    warmup_by: Literal["step", "epoch"] = Field(
+        "step", description="the warmup rises every step, or every epoch (AGW: lr x (epoch + 1) / warmup_epochs)")
+    min_lr: float = Field(1e-6, ge=0, description="the cosine schedule's final rate")
     warmup_factor: float = Field(0.01, gt=0, le=1, description="lr at the first step, as a fraction of lr")
-    lr_schedule: Literal["cosine", "step"] = "cosine"
+    lr_schedule: Literal["cosine", "step"] = Field("cosine", description="cosine decay, or steps at lr_steps")
     lr_steps: list[int] = Field([20, 50], description="'step' schedule: epochs where lr is multiplied by lr_decay")
-    lr_decay: float = Field(0.1, gt=0, le=1)
+    lr_decay: float = Field(0.1, gt=0, le=1, description="'step' schedule: the factor at each step")
     backbone_lr_scale: float = Field(1.0, gt=0, le=1, description="the backbone's lr as a fraction of lr (AGW: 0.1)")
-    grad_clip: float | None = Field(5.0, gt=0)
+    grad_clip: float | None = Field(5.0, gt=0, description="clip the gradients' global norm (none: no clipping)")
     # losses
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    triplet: Literal["batch_hard", "weighted"] = "batch_hard"
-    triplet_margin: float = Field(0.3, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="the identity loss's label smoothing")
+    triplet: Literal["batch_hard", "weighted"] = Field("batch_hard", description="batch-hard triplets, or AGW's "
+                                                                                 "weighted regularisation triplet")
+    triplet_margin: float = Field(0.3, ge=0, description="the batch-hard triplet's margin")
     triplet_normalize: bool = Field(True, description="triplet distances between L2-normalised features (AGW: raw)")
     triplet_features: Literal["pooled", "bnneck"] = Field(
         "bnneck", description="what the triplets compare: the features after the BNNeck (retrieval's) or before it")
-    id_weight: float = Field(1.0, ge=0)
-    triplet_cross_weight: float = Field(1.0, ge=0)
-    triplet_batch_weight: float = Field(1.0, ge=0)
+    id_weight: float = Field(1.0, ge=0, description="weight of the identity loss")
+    triplet_cross_weight: float = Field(1.0, ge=0, description="weight of the cross-modality triplet")
+    triplet_batch_weight: float = Field(1.0, ge=0, description="weight of the triplet over the whole batch")
     # augmentation
-    augment_pad: int = Field(10, ge=0)
-    augment_flip: float = Field(0.5, ge=0, le=1)
-    augment_erasing: float = Field(0.5, ge=0, le=1)
+    augment_pad: int = Field(10, ge=0, description="pad by this many pixels, then random-crop back")
+    augment_flip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    augment_erasing: float = Field(0.5, ge=0, le=1, description="probability of random erasing")
     augment_channel: float = Field(0.5, ge=0, le=1, description="CAJ channel augmentation of visible images")
     # evaluation
     eval_every: int = Field(10, ge=1, description="evaluate every N epochs (and after the last)")
+    eval_first: int | None = Field(None, ge=1, description="the first epoch evaluated (default: eval_every; AGW: 3)")
+    best_metric: Literal["mAP", "rank1"] = Field("mAP", description="what best.pt keeps the best of (AGW: rank1)")
     eval_trials: int = Field(1, ge=1, description="gallery trials per evaluation during training")
-    eval_batch_size: int = Field(64, ge=1)
-    metric: Literal["cosine", "euclidean"] = "cosine"
+    val_identities: int = Field(0, ge=0, description="hold out this many training identities as a validation set "
+                                                     "and choose best.pt on it (0: on the test set, as the papers "
+                                                     "do)")
+    eval_batch_size: int = Field(64, ge=1, description="samples per forward pass when evaluating")
+    metric: Literal["cosine", "euclidean"] = Field("cosine", description="the evaluations' distance")
     # runtime
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: bool = True
-    compile: CompileMode = Field("auto", description="torch.compile: auto = CUDA graphs on CUDA, off on a CPU")
-    deterministic: bool = False
-    seed: int = 0
-    num_workers: int | None = Field(None, ge=0)
+    device: DeviceName = Field("auto", description="auto (CUDA when there is a GPU), cpu or cuda")
+    amp: AmpMode = Field("auto", description="mixed precision: auto = bf16 on CUDA, float32 on a CPU")
+    channels_last: bool = Field(True, description="channels-last memory format on CUDA (and under DDP)")
+    compile: CompileMode = Field("auto", description="torch.compile: auto compiles on CUDA for runs of 3,000 steps "
+                                                     "or more, where it pays; off on a CPU")
+    deterministic: bool = Field(False, description="deterministic algorithms only (slower)")
+    seed: int = Field(0, description="seeds the weights, the sampler and the augmentations")
+    num_workers: int | None = Field(None, ge=0, description="data loading workers (none: by the CPU count)")
     tensorboard: bool = Field(False, description="also write TensorBoard scalars to output_dir/tensorboard")
+    recipes: dict[str, str] = Field(default_factory=dict, description="reid compare: a backbone named here trains "
+                                                                       "with that config file's recipe")
+
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset; choose from {', '.join(DATASETS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.warmup_by == "epoch" and self.lr_schedule != "step":
+            raise ValueError("warmup_by: epoch goes with lr_schedule: step (AGW's schedule)")
+        return self
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the run evaluates after ``epoch`` (1-based): every eval_every epochs from eval_first on, and
+        after the last."""
+        first = self.eval_first or self.eval_every
+        return epoch == self.epochs or (epoch >= first and (epoch - first) % self.eval_every == 0)
 
     @field_validator("lr_steps")
     @classmethod
@@ -113,7 +175,7 @@ class TrainConfig(FlatConfig):
     def augment(self) -> AugmentConfig:
         return AugmentConfig(height=self.input_height, width=self.input_width, pad=self.augment_pad,
                              flip=self.augment_flip, erasing=self.augment_erasing,
-                             channel_augment=self.augment_channel)
+                             channel_augment=self.augment_channel, resize=self.input_resize)
 
     def loss_weights(self) -> dict[str, float]:
         return {"id": self.id_weight, "triplet_cross": self.triplet_cross_weight,
@@ -130,42 +192,75 @@ class TrainConfig(FlatConfig):
 
     def check_paths(self) -> None:
         """Refuse missing input paths before a run starts."""
-        if not Path(self.data_root).is_dir():
+        if not directory(self.data_root):
             raise ConfigError(f"data_root: no such directory {self.data_root}")
-        if self.pretrained is not None and not Path(self.pretrained).is_file():
+        if self.pretrained is not None and not regular_file(self.pretrained):
             raise ConfigError(f"pretrained: no such file {self.pretrained}")
 
 
 class PretrainConfig(FlatConfig):
     """Every setting of an ImageNet run; the defaults are the paper's DeiT-style recipe."""
 
+    RESUME_CHANGES = frozenset({"data_root", "output_dir", "device", "amp", "channels_last", "compile",
+                                "num_workers", "epochs", "lr", "min_lr", "weight_decay", "grad_clip"})
+
     data_root: str = Field(description="ImageFolder tree with train/ and val/ (one folder per class)")
-    model: str = "attnet_t2"
-    output_dir: str = "runs/pretrain"
-    epochs: int = Field(300, ge=1)
+    model: str = Field("attnet_t2", description="the AttNet variant (or any timm model) to pretrain")
+    output_dir: str = Field("runs/pretrain", description="the run directory")
+    epochs: int = Field(300, ge=1, description="training epochs")
     batch_size: int = Field(128, ge=2, description="images per process")
     lr: float = Field(4e-3, gt=0, description="for a global batch of 4096; scaled linearly")
-    weight_decay: float = Field(0.05, ge=0)
-    warmup_epochs: int = Field(5, ge=0)
-    min_lr: float = Field(1e-5, ge=0)
+    weight_decay: float = Field(0.05, ge=0, description="AdamW's weight decay")
+    warmup_epochs: int = Field(5, ge=0, description="epochs of linear warmup")
+    min_lr: float = Field(1e-5, ge=0, description="the cosine schedule's final rate")
     drop_path_rate: float | None = Field(None, ge=0, lt=1, description="None: the variant's own rate")
-    input_size: int = Field(224, ge=16)
-    crop_pct: float = Field(0.875, gt=0, le=1)
-    auto_augment: str = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = Field(0.4, ge=0)
-    reprob: float = Field(0.25, ge=0, le=1)
-    mixup: float = Field(0.8, ge=0)
-    cutmix: float = Field(1.0, ge=0)
-    smoothing: float = Field(0.1, ge=0, lt=1)
-    model_ema: bool = True
-    ema_decay: float = Field(0.9999, gt=0, lt=1)
-    grad_clip: float | None = Field(5.0, gt=0)
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: bool = True
-    compile: CompileMode = Field("auto", description="torch.compile: auto = CUDA graphs on CUDA, off on a CPU")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_workers: int = Field(8, ge=0)
-    seed: int = 0
+    input_size: int = Field(224, ge=16, description="training crop size")
+    crop_pct: float = Field(0.875, gt=0, le=1, description="evaluation: centre crop as a fraction of the resize")
+    auto_augment: str = Field("rand-m9-mstd0.5-inc1", description="timm's RandAugment policy")
+    color_jitter: float = Field(0.4, ge=0, description="colour jitter strength")
+    reprob: float = Field(0.25, ge=0, le=1, description="probability of random erasing")
+    mixup: float = Field(0.8, ge=0, description="mixup alpha")
+    cutmix: float = Field(1.0, ge=0, description="cutmix alpha")
+    smoothing: float = Field(0.1, ge=0, lt=1, description="label smoothing")
+    model_ema: bool = Field(True, description="keep an exponential moving average of the weights")
+    ema_decay: float = Field(0.9999, gt=0, lt=1, description="the EMA's decay per step")
+    grad_clip: float | None = Field(5.0, gt=0, description="clip the gradients' global norm (none: no clipping)")
+    amp: AmpMode = Field("auto", description="mixed precision: auto = bf16 on CUDA, float32 on a CPU")
+    channels_last: bool = Field(True, description="channels-last memory format on CUDA")
+    compile: CompileMode = Field("auto", description="torch.compile: auto compiles on CUDA for runs of 3,000 steps "
+                                                     "or more, where it pays; off on a CPU")
+    device: DeviceName = Field("auto", description="auto (CUDA when there is a GPU), cpu or cuda")
+    num_workers: int = Field(8, ge=0, description="data loading workers per process")
+    seed: int = Field(0, description="random seed")
+
+
+def config_reference(kind: type[FlatConfig]) -> str:
+    """Every key of a config model as a markdown table (key, type, default, meaning, whether a resume may change
+    it), generated from the model itself: the README's reference is this text, checked by a test."""
+    rows = ["| key | type | default | meaning | resume may change |", "|---|---|---|---|---|"]
+    for key, field in kind.model_fields.items():
+        kind_name = _type_name(field.annotation)
+        default = "required" if field.is_required() else yaml.safe_dump(field.get_default(call_default_factory=True),
+                                                                        default_flow_style=True).strip()
+        default = default.removesuffix("\n...").removesuffix("...").strip()
+        resumable = "yes" if key in kind.RESUME_CHANGES else ""
+        rows.append(f"| `{key}` | {kind_name} | `{default}` | {field.description or ''} | {resumable} |")
+    return "\n".join(rows)
+
+
+def _type_name(annotation: Any) -> str:
+    """A type as a reader writes it: ``int``, ``int or none``, ``adamw / sgd``, ``list of int``."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return " / ".join(str(value) for value in arguments)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(argument) for argument in arguments if argument is not type(None)]
+        return " / ".join(names) + (" or none" if type(None) in arguments else "")
+    if origin is list:
+        return f"list of {_type_name(arguments[0])}"
+    if origin is dict:
+        return f"map of {_type_name(arguments[0])} to {_type_name(arguments[1])}"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _describe(error: ValidationError, source: str, kind: type[FlatConfig]) -> str:
@@ -179,7 +274,9 @@ def _describe(error: ValidationError, source: str, kind: type[FlatConfig]) -> st
         elif item["type"] == "missing":
             messages.append(f"missing required key {key!r}")
         else:
-            messages.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+            got = repr(item.get("input"))
+            got = got if len(got) <= 80 else f"{got[:80]}..."  # a huge value is never echoed whole
+            messages.append(f"{key}: {item['msg'].removeprefix('Value error, ')} (got {got})")
     return f"{source}: " + "; ".join(messages)
 
 
@@ -198,13 +295,36 @@ def resolve_config(path: str | Path) -> Path:
     """A config path as given, or, when it does not exist from here, the shipped config of that name
     (``configs/demo.yaml`` works from any directory)."""
     path = Path(path)
-    if path.is_file():
+    if regular_file(path):
         return path
+    if os.path.lexists(path):
+        raise ConfigError(f"{path}: not a regular file")
     shipped = SHIPPED_CONFIGS / path.name
     if not path.is_absolute() and (len(path.parts) == 1 or path.parts[0] == "configs") and shipped.is_file():
         return shipped
     raise ConfigError(f"{path}: no such config file (shipped configs: "
                       f"{', '.join(sorted(p.name for p in SHIPPED_CONFIGS.glob('*.yaml')))})")
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of flat keys; anything larger is not one
+MAX_CONFIG_VALUES = 10_000  # values in a document once its aliases are expanded
+
+
+def _bounded(document: Any, source: str) -> Any:
+    """Refuse a document that expands into more than MAX_CONFIG_VALUES values (YAML aliases can nest a few lines
+    into billions, which validating or printing would then walk)."""
+    budget = [MAX_CONFIG_VALUES]
+
+    def walk(value: Any) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError(f"{source}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded; a "
+                              f"config is a flat list of keys")
+        for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+            walk(item)
+
+    walk(document)
+    return document
 
 
 def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
@@ -216,19 +336,22 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
         if not separator or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
         try:
-            values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+            values[key.strip()] = _bounded(yaml.safe_load(text), f"--set {key.strip()}") if text.strip() else None
         except yaml.YAMLError:
-            raise ConfigError(f"--set {key.strip()}: cannot read the value {text!r}") from None
+            raise ConfigError(f"--set {key.strip()}: cannot read the value {text[:80]!r}") from None
     return values
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a flat YAML file (a shipped config by name, see ``resolve_config``)."""
     path = resolve_config(path)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config (at most "
+                          f"{MAX_CONFIG_BYTES:,})")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = _bounded(yaml.safe_load(path.read_text()) or {}, str(path))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})".replace("\n", " ")) from None
+        raise ConfigError(f"{path}: not valid YAML ({str(error)[:300]})".replace("\n", " ")) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(values).__name__}")
     return values
@@ -243,3 +366,13 @@ def load_config(path: str | Path | None, kind: type[Config] = TrainConfig, assig
     values.update({key: value for key, value in overrides.items() if value is not None})
     source = str(path) if path is not None else "command line"
     return make_config(values, f"{source} with --set" if assignments else source, kind)
+
+
+def resume_config(run: str | Path, assignments: list[str] | None = None, kind: type[Config] = TrainConfig,
+                  **overrides: Any) -> Config:
+    """The config a run directory was trained with (its config.yaml), with ``--set`` assignments and named
+    ``overrides``: what ``reid train --output-dir RUN --resume`` continues, without --config."""
+    path = Path(run) / "config.yaml"
+    if not regular_file(path):
+        raise ConfigError(f"{run}: no config.yaml, so no run to resume there (give --config to start one)")
+    return load_config(path, kind, assignments, **overrides)

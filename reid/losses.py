@@ -10,7 +10,7 @@
 * With ``triplet="weighted"`` the two triplet terms use AGW's weighted regularised triplet instead (softmax
   weights over all positives and negatives, soft margin; Ye et al., TPAMI 2021).
 
-Which features the triplets compare is a choice (``features``). BoT and AGW use the pooled features before the
+Which features the triplets compare is a choice (``triplet_features``). BoT and AGW use the pooled features before the
 BNNeck. On a backbone whose head ends in a LayerNorm (AttNet, and most attention-style networks) those share a
 large common component: normalised, every pair is about as close as every other and every triplet sits at the
 margin; raw, the loss is lowered by shrinking all features towards a point. The trainer's default therefore
@@ -80,16 +80,16 @@ class ReIDLoss(nn.Module):
         margin: Triplet margin (batch-hard form).
         triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
         normalize: Triplet distances between L2-normalised features (else raw Euclidean distances).
-        features: What the triplets compare: "bnneck" (after the BNNeck: the features retrieval ranks by) or
-            "pooled" (before it, as BoT and AGW do).
+        triplet_features: What the triplets compare: "bnneck" (the embeddings after the BNNeck, which retrieval
+            ranks by) or "pooled" (the backbone's pooled output before it, as BoT and AGW do).
     """
 
     def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard",
-                 normalize: bool = True, features: TripletFeatures = "bnneck") -> None:
+                 normalize: bool = True, triplet_features: TripletFeatures = "bnneck") -> None:
         super().__init__()
-        if features not in ("pooled", "bnneck"):
-            raise ValueError(f"features must be 'pooled' or 'bnneck', got {features!r}")
-        self.features = features
+        if triplet_features not in ("pooled", "bnneck"):
+            raise ValueError(f"triplet_features must be 'pooled' or 'bnneck', got {triplet_features!r}")
+        self.triplet_features = triplet_features
         self.identity = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         if triplet == "batch_hard":
             distance = distances.LpDistance(normalize_embeddings=normalize)
@@ -112,7 +112,7 @@ class ReIDLoss(nn.Module):
     def forward(self, output: ReIDOutput, labels: torch.Tensor, is_infrared: torch.Tensor) -> dict[str, torch.Tensor]:
         named = {"id": self.identity(output.logits.float(), labels)}
         visible = ~is_infrared
-        features = output.features if self.features == "pooled" else output.bn_features
+        features = output.pooled if self.triplet_features == "pooled" else output.embeddings
         if visible.any() and is_infrared.any():
             named["triplet_cross"] = 0.5 * (
                 self._triplet(features[visible], labels[visible], features[is_infrared], labels[is_infrared])

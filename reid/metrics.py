@@ -4,7 +4,8 @@ Definitions (Ye et al., "Deep Learning for Person Re-identification: A Survey an
 its filtered ranked gallery list and P positives, AP = (1/P) * sum over positive positions i of
 (positives within the first i) / i; INP = P / (position of the last positive); CMC(k) = 1 if a positive is within
 the first k places (identity de-duplicated for LLCM and SYSU-MM01). Queries without a valid match are excluded
-from mAP, mINP and the CMC denominator. Ties in distance are broken by gallery order (a stable sort).
+from mAP, mINP and the CMC denominator. Ties in distance are broken by gallery order (a stable sort). Results are
+in percent.
 
 ``tests/reference_metrics.py`` holds the same definitions written per query; the tests hold the two to 1e-6.
 """
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reid.data.protocols import Protocol, get_protocol
 from reid.errors import ReidError
-from reid.protocols import Protocol, get_protocol
 
 Metric = Literal["cosine", "euclidean"]
 ArrayLike = np.ndarray | torch.Tensor | Sequence[int]
@@ -32,21 +33,30 @@ _CHUNK_ELEMENTS = 1 << 22
 class RankResult:
     """Retrieval metrics of one query set against one gallery.
 
+    Every figure is in percent (0..100), as reports, checkpoints and papers give them.
+
     Attributes:
-        cmc: CMC curve, cmc[k - 1] = fraction of valid queries matched within the first k places, for k up to
+        cmc: CMC curve, cmc[k - 1] = percentage of valid queries matched within the first k places, for k up to
             max_rank (or the gallery size if smaller).
-        mAP: Mean average precision over valid queries, in [0, 1].
-        mINP: Mean inverse negative penalty over valid queries, in [0, 1].
+        mAP: Mean average precision over valid queries, in percent.
+        mINP: Mean inverse negative penalty over valid queries, in percent.
         num_valid_queries: Queries with at least one valid match in the gallery.
+        query_ap: Per query (in order), its average precision in percent; NaN for a query without a valid match
+            (only when asked for, ``RankEvaluator(keep_queries=True)``).
+        query_first_match: Per query, the place of its first true match in the ranking its CMC counts (1-based;
+            identity de-duplicated where the protocol's CMC is); 0 without a valid match.
     """
 
     cmc: np.ndarray
     mAP: float
     mINP: float
     num_valid_queries: int
+    query_ap: np.ndarray | None = None
+    query_first_match: np.ndarray | None = None
 
     def rank(self, k: int) -> float:
-        """CMC at rank k; beyond the curve's end (a small gallery) the curve has saturated, so its last value."""
+        """CMC at rank k (percent); beyond the curve's end (a small gallery) the curve has saturated, so its last
+        value."""
         return float(self.cmc[min(k, len(self.cmc)) - 1])
 
 
@@ -79,9 +89,10 @@ class RankEvaluator:
     Args:
         gallery_pids: Identity of each gallery item.
         gallery_camids: Camera of each gallery item.
-        protocol: Protocol name or object (see ``reid.protocols``).
+        protocol: Protocol name or object (see ``reid.data.protocols``).
         max_rank: Length of the CMC curve (capped at the gallery size).
         device: Where to compute; defaults to the device of the first distance chunk.
+        keep_queries: Also keep each query's AP and first-match place (``RankResult.query_ap``).
     """
 
     def __init__(
@@ -91,8 +102,10 @@ class RankEvaluator:
             protocol: str | Protocol = "standard",
             max_rank: int = 20,
             device: torch.device | str | None = None,
+            keep_queries: bool = False,
     ) -> None:
         self.protocol = get_protocol(protocol)
+        self.keep_queries = keep_queries
         self.device = torch.device(device) if device is not None else None
         self.gallery_pids = _as_tensor(gallery_pids, torch.device("cpu"), "gallery_pids")
         self.gallery_camids = _as_tensor(gallery_camids, torch.device("cpu"), "gallery_camids")
@@ -111,6 +124,7 @@ class RankEvaluator:
         self._valid = 0
         self._queries = 0
         self._first_hits = torch.zeros(self.max_rank + 1, dtype=torch.int64)
+        self._per_query: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def process(self, distances: torch.Tensor, query_pids: ArrayLike, query_camids: ArrayLike) -> None:
         """Add a (queries x gallery) block of distances (smaller is closer)."""
@@ -160,6 +174,9 @@ class RankEvaluator:
         num_positives = torch.bincount(match_rows, minlength=num_queries)
         valid = num_positives > 0
         if not valid.any():
+            if self.keep_queries:
+                self._per_query.append((torch.full((num_queries,), torch.nan, dtype=torch.float64),
+                                        torch.zeros(num_queries, dtype=torch.int64)))
             return
         # renumber the valid rows 0..rows-1
         new_row = torch.cumsum(valid, 0) - 1
@@ -202,6 +219,12 @@ class RankEvaluator:
         else:
             first_place = place[:, 0]
 
+        if self.keep_queries:
+            query_ap = torch.full((num_queries,), torch.nan, dtype=torch.float64, device=device)
+            query_ap[valid] = 100.0 * average_precision
+            query_first = torch.zeros(num_queries, dtype=torch.int64, device=device)
+            query_first[valid] = first_place
+            self._per_query.append((query_ap.cpu(), query_first.cpu()))
         self._ap_sum += float(average_precision.sum())
         self._inp_sum += float(inverse_negative_penalty.sum())
         self._valid += rows
@@ -211,8 +234,13 @@ class RankEvaluator:
     def evaluate(self) -> RankResult:
         if self._valid == 0:
             raise ReidError(f"none of the {self._queries} queries has a valid match in the gallery")
-        cmc = self._first_hits[:self.max_rank].cumsum(0).double() / self._valid
-        return RankResult(cmc.numpy(), self._ap_sum / self._valid, self._inp_sum / self._valid, self._valid)
+        cmc = 100.0 * self._first_hits[:self.max_rank].cumsum(0).double() / self._valid
+        per_query = {}
+        if self.keep_queries:
+            per_query = {"query_ap": torch.cat([ap for ap, _ in self._per_query]).numpy(),
+                         "query_first_match": torch.cat([first for _, first in self._per_query]).numpy()}
+        return RankResult(cmc.numpy(), 100.0 * self._ap_sum / self._valid, 100.0 * self._inp_sum / self._valid,
+                          self._valid, **per_query)
 
 
 def evaluate_rank(
@@ -223,13 +251,15 @@ def evaluate_rank(
         gallery_camids: ArrayLike,
         protocol: str | Protocol = "standard",
         max_rank: int = 20,
+        keep_queries: bool = False,
 ) -> RankResult:
     """Rank metrics of a (queries x gallery) distance matrix (smaller is closer) under ``protocol``.
 
     The work is done in chunks of queries with torch, on the matrix's device (CUDA when it is there).
     """
     distances = torch.as_tensor(distances)
-    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=distances.device)
+    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=distances.device,
+                              keep_queries=keep_queries)
     evaluator.process(distances, query_pids, query_camids)
     return evaluator.evaluate()
 
@@ -245,9 +275,9 @@ def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, metric: Metric
     raise ReidError(f"unknown metric {metric!r}; choose cosine or euclidean")
 
 
-def evaluate_features(
-        query_features: torch.Tensor,
-        gallery_features: torch.Tensor,
+def evaluate_embeddings(
+        query_embeddings: torch.Tensor,
+        gallery_embeddings: torch.Tensor,
         query_pids: ArrayLike,
         gallery_pids: ArrayLike,
         query_camids: ArrayLike,
@@ -255,20 +285,22 @@ def evaluate_features(
         protocol: str | Protocol = "standard",
         metric: Metric = "cosine",
         max_rank: int = 20,
+        keep_queries: bool = False,
 ) -> RankResult:
-    """Rank metrics straight from features: distances are computed one chunk of queries at a time, so the
+    """Rank metrics straight from embeddings: distances are computed one chunk of queries at a time, so the
     memory is O(chunk x gallery) and a 100k x 100k evaluation never holds a dense matrix."""
-    query_features, gallery_features = torch.as_tensor(query_features), torch.as_tensor(gallery_features)
-    if query_features.shape[1:] != gallery_features.shape[1:]:
-        raise ValueError(f"query features {tuple(query_features.shape)} and gallery features "
-                         f"{tuple(gallery_features.shape)} differ in size")
-    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=gallery_features.device)
-    query_pids = _as_tensor(query_pids, gallery_features.device, "query_pids")
-    query_camids = _as_tensor(query_camids, gallery_features.device, "query_camids")
-    step = max(1, _CHUNK_ELEMENTS // len(gallery_features))
-    for start in range(0, len(query_features), step):
+    query_embeddings, gallery_embeddings = torch.as_tensor(query_embeddings), torch.as_tensor(gallery_embeddings)
+    if query_embeddings.shape[1:] != gallery_embeddings.shape[1:]:
+        raise ValueError(f"query features {tuple(query_embeddings.shape)} and gallery features "
+                         f"{tuple(gallery_embeddings.shape)} differ in size")
+    evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol, max_rank, device=gallery_embeddings.device,
+                              keep_queries=keep_queries)
+    query_pids = _as_tensor(query_pids, gallery_embeddings.device, "query_pids")
+    query_camids = _as_tensor(query_camids, gallery_embeddings.device, "query_camids")
+    step = max(1, _CHUNK_ELEMENTS // len(gallery_embeddings))
+    for start in range(0, len(query_embeddings), step):
         stop = start + step
-        distances = pairwise_distance(query_features[start:stop].to(gallery_features.device), gallery_features,
+        distances = pairwise_distance(query_embeddings[start:stop].to(gallery_embeddings.device), gallery_embeddings,
                                       metric)
         evaluator.process(distances, query_pids[start:stop], query_camids[start:stop])
     return evaluator.evaluate()

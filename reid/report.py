@@ -7,7 +7,9 @@ The JSON schema, used by every command that reports metrics (values in percent):
      "command": "reid evaluate ...",                                                             # when known
      "results": {"ir2vis": {"rank1": .., "rank5": .., "rank10": .., "rank20": .., "mAP": .., "mINP": ..,
                             "std": {"rank1": .., ...}},      # "std" only with several trials
-                 "vis2ir": {...}}}
+                 "vis2ir": {...}},
+     "queries": {"ir2vis": [{"query": path, "pid", "camid", "ap", "first_match",                 # when asked for
+                             "top": [{"path", "pid", "camid", "match", "score"}, ...]}, ...], ...}}
 
 Standard deviations are sample standard deviations over trials (ddof=1).
 """
@@ -35,9 +37,9 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
 
 
 def result_percentages(result: RankResult) -> dict[str, float]:
-    """rank-1/5/10/20, mAP and mINP of one result, in percent."""
-    values = {f"rank{k}": 100 * result.rank(k) for k in (1, 5, 10, 20)}
-    return dict(values, mAP=100 * result.mAP, mINP=100 * result.mINP)
+    """rank-1/5/10/20, mAP and mINP of one result (in percent, as RankResult holds them)."""
+    values = {f"rank{k}": result.rank(k) for k in (1, 5, 10, 20)}
+    return dict(values, mAP=result.mAP, mINP=result.mINP)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class EvaluationReport:
     reranked: bool = False
     model: dict | None = None  # backbone, checkpoint, digest of what was evaluated
     command: str | None = None  # the command line that produced the report
+    queries: dict[str, list[dict]] = field(default_factory=dict)  # per direction, each query of the first trial
 
     def add(self, direction: str, result: RankResult) -> None:
         self.results.setdefault(direction, []).append(result)
@@ -78,7 +81,7 @@ class EvaluationReport:
             results[direction] = entry
         provenance = {key: value for key, value in (("model", self.model), ("command", self.command)) if value}
         return {"dataset": self.dataset, "protocol": self.protocol, "trials": self.trials, "reranked": self.reranked,
-                **provenance, "results": results}
+                **provenance, "results": results, **({"queries": self.queries} if self.queries else {})}
 
     def save_json(self, path: str | Path) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -11,10 +11,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from reid.data.images import load_image
+from reid.data.protocols import Protocol
 from reid.data.samples import Sample
 from reid.io import atomic_write
 from reid.metrics import Metric, pairwise_distance
-from reid.protocols import Protocol
 
 TILE = (128, 64)  # height, width of each thumbnail
 BORDER = 4
@@ -39,15 +39,28 @@ class RankList:
 
 def rank_lists(
         query_samples: Sequence[Sample],
-        query_features: torch.Tensor,
+        query_embeddings: torch.Tensor,
         gallery_samples: Sequence[Sample],
-        gallery_features: torch.Tensor,
+        gallery_embeddings: torch.Tensor,
         protocol: Protocol,
         top_k: int = 10,
         metric: Metric = "cosine",
 ) -> list[RankList]:
     """Top-k gallery items of each query, without the items the protocol hides from it (ties by gallery order)."""
-    distances = pairwise_distance(query_features, gallery_features, metric)
+    return ranked(query_samples, gallery_samples, pairwise_distance(query_embeddings, gallery_embeddings, metric),
+                  protocol, top_k, metric)
+
+
+def ranked(
+        query_samples: Sequence[Sample],
+        gallery_samples: Sequence[Sample],
+        distances: torch.Tensor,
+        protocol: Protocol,
+        top_k: int = 10,
+        metric: Metric = "cosine",
+) -> list[RankList]:
+    """Top-k gallery items of each query by a (queries x gallery) distance matrix (smaller is closer; e.g.
+    re-ranked), without the items the protocol hides (ties by gallery order)."""
     removed = protocol.removed([s.pid for s in query_samples], [s.camid for s in query_samples],
                                [s.pid for s in gallery_samples], [s.camid for s in gallery_samples])
     order = torch.sort(distances.masked_fill(removed, torch.inf), dim=1, stable=True).indices
@@ -75,7 +88,7 @@ def draw_rank_lists(panels: dict[str, list[RankList]], path: str | Path, title: 
     top_k = max((len(r.matches) for lists in panels.values() for r in lists), default=0)
     rows = max((len(lists) for lists in panels.values()), default=0)
     panel_w = (top_k + 1) * (tile_w + 4) + 24
-    header, caption = 36, 14
+    header, caption = 36, 26  # two caption lines: score, then identity and camera
     canvas = Image.new("RGB", (max(1, len(panels)) * panel_w, header + rows * (tile_h + caption + 8)), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((8, 4), title, fill=(0, 0, 0), font=font)
@@ -91,7 +104,8 @@ def draw_rank_lists(panels: dict[str, list[RankList]], path: str | Path, title: 
             for k, (match, ok, score) in enumerate(zip(ranks.matches, ranks.correct, ranks.scores, strict=True)):
                 x = left + 4 + (k + 1) * (tile_w + 4) + 12
                 canvas.paste(_thumbnail(match, GREY if ok is None else GREEN if ok else RED), (x, y))
-                draw.text((x, y + tile_h), f"{score:.2f}", fill=(0, 0, 0), font=font)
+                label = f"id {match.pid} c{match.camid}" if match.pid >= 0 else f"id ? c{match.camid}"
+                draw.text((x, y + tile_h), f"{score:.2f}\n{label}", fill=(0, 0, 0), font=font, spacing=1)
     path = Path(path)
     return atomic_write(path, lambda temporary: canvas.save(temporary, format="PNG"))
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reid.data.protocols import Protocol, get_protocol
 from reid.metrics import RankResult
-from reid.protocols import Protocol, get_protocol
 
 
 def evaluate_rank_reference(
@@ -53,9 +53,9 @@ def evaluate_rank_reference(
         precision = [hits / (i + 1.0) for i, hits in enumerate(running)]
         all_ap.append(np.sum(np.asarray(precision) * raw) / raw.sum())
         valid += 1
-    return RankResult(np.asarray(all_cmc, dtype=np.float64).reshape(-1, max_rank).sum(0) / valid,
-                      float(np.mean(all_ap)) if all_ap else float("nan"),
-                      float(np.mean(all_inp)) if all_inp else float("nan"), valid)
+    return RankResult(100 * np.asarray(all_cmc, dtype=np.float64).reshape(-1, max_rank).sum(0) / valid,
+                      100 * float(np.mean(all_ap)) if all_ap else float("nan"),
+                      100 * float(np.mean(all_inp)) if all_inp else float("nan"), valid)
 
 
 def re_ranking_reference(

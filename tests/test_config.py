@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from reid.config import ConfigError, PretrainConfig, TrainConfig, load_config, make_config
+from reid.config import ConfigError, PretrainConfig, TrainConfig, load_config, make_config, parse_assignments
 
 ROOT = Path(__file__).parent.parent
 
@@ -99,11 +99,64 @@ def test_agw_configs_hold_agws_recipe(name):
     where = (config.triplet_features, config.triplet_normalize)
     assert where == (("pooled", False) if "resnet50" in name else ("bnneck", True))
     assert (config.batch_identities, config.batch_instances) == (8, 4 if config.dataset == "llcm" else 2)
-    schedule = (config.epochs, config.warmup_epochs, config.warmup_factor, config.lr_schedule, config.lr_steps,
-                config.lr_decay, config.backbone_lr_scale, config.weight_decay, config.grad_clip)
-    assert schedule == (81, 10, 0.1, "step", [20, 50], 0.1, 0.1, 5e-4, None)
+    schedule = (config.epochs, config.warmup_epochs, config.warmup_factor, config.warmup_by, config.lr_schedule,
+                config.lr_steps, config.lr_decay, config.backbone_lr_scale, config.weight_decay, config.grad_clip)
+    assert schedule == (81, 10, 0.1, "epoch", "step", [20, 50], 0.1, 0.1, 5e-4, None)
     assert (config.augment_pad, config.augment_flip, config.augment_erasing, config.augment_channel) == (10, 0.5, 0, 0)
+    # AGW evaluates after its 0-based epochs 2, 4, ..., 80 and keeps the best rank-1
+    assert [epoch for epoch in range(1, 82) if config.evaluates_after(epoch)] == list(range(3, 82, 2))
+    assert config.best_metric == "rank1"
     if "resnet50" in name:
         assert (config.optimizer, config.lr, config.momentum, config.pooling) == ("sgd", 0.1, 0.9, "gem")
+        model = (config.modality_stems, config.last_stride, config.gem_trainable, config.bnneck_init_std,
+                 config.decay_all_weights, config.amp, config.input_resize)
+        assert model == (True, 1, False, 0.01, True, "off", "lanczos")
     else:
-        assert (config.optimizer, config.lr) == ("adamw", 3.5e-4)
+        assert (config.optimizer, config.lr, config.modality_stems, config.last_stride) == ("adamw", 3.5e-4, False,
+                                                                                            None)
+    if name.startswith("agw_compare"):
+        assert config.recipes == {"resnet50": f"agw_{config.dataset}_resnet50.yaml"}
+
+
+def test_an_alias_bomb_is_refused_at_once_without_a_huge_message(tmp_path):
+    import time
+
+    lines = ["a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nlr_steps: *i\ndataset: llcm\ndata_root: .\n")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="more than 10,000 values once its aliases are expanded") as caught:
+        load_config(bomb)
+    assert time.monotonic() - start < 5 and len(str(caught.value)) < 300
+    nested = "{x: &x [1,1,1,1,1,1,1,1,1,1], y: &y [" + ",".join(["*x"] * 10) + "], z: &z [" + \
+        ",".join(["*y"] * 10) + "], w: [" + ",".join(["*z"] * 11) + "]}"
+    with pytest.raises(ConfigError, match="--set lr_steps: more than 10,000 values"):
+        parse_assignments([f"lr_steps={nested}"])
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("dataset: llcm\n" + "#" * (1 << 20))
+    with pytest.raises(ConfigError, match="too large for a config"):
+        load_config(huge)
+
+
+def test_infinite_and_nan_numbers_are_refused():
+    for key in ("lr", "weight_decay"):
+        for value in (".inf", ".nan"):
+            with pytest.raises(ConfigError, match=f"{key}: Input should be a finite number"):
+                load_config(None, assignments=[f"{key}={value}", "dataset=llcm", "data_root=."])
+
+
+def test_every_config_key_is_described_and_the_readme_table_is_the_generated_one():
+    import re
+    from pathlib import Path
+
+    from reid.config import PretrainConfig, TrainConfig, config_reference
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for marker, kind in (("train-config-keys", TrainConfig), ("pretrain-config-keys", PretrainConfig)):
+        assert all(field.description for field in kind.model_fields.values()), kind
+        table = re.search(rf"<!-- {marker} -->\n(.*?)\n<!-- /{marker} -->", readme, re.S)
+        assert table and table.group(1) == config_reference(kind), (
+            f"README's {marker} table is stale: paste reid.config.config_reference({kind.__name__})")
+        for key in kind.model_fields:
+            assert f"| `{key}` |" in table.group(1)

@@ -71,9 +71,9 @@ def test_triplets_compare_the_features_asked_for():
     after = torch.randn(8, 4, generator=torch.Generator().manual_seed(5))
     labels, infrared = torch.tensor([0, 0, 1, 1] * 2), torch.tensor([False] * 4 + [True] * 4)
     output = ReIDOutput(pooled, after, torch.randn(8, 3))
-    on_pooled = ReIDLoss(features="pooled")(output, labels, infrared)
+    on_pooled = ReIDLoss(triplet_features="pooled")(output, labels, infrared)
     on_bnneck = ReIDLoss()(output, labels, infrared)  # the default
-    same = ReIDLoss(features="pooled")(ReIDOutput(after, after, output.logits), labels, infrared)
+    same = ReIDLoss(triplet_features="pooled")(ReIDOutput(after, after, output.logits), labels, infrared)
     torch.testing.assert_close(on_bnneck["triplet_batch"], same["triplet_batch"])
     assert not torch.allclose(on_pooled["triplet_batch"], on_bnneck["triplet_batch"])
     torch.testing.assert_close(on_pooled["id"], on_bnneck["id"])

@@ -5,7 +5,7 @@ from reference_metrics import evaluate_rank_reference
 
 from reid import metrics
 from reid.errors import ReidError
-from reid.metrics import RankEvaluator, evaluate_features, evaluate_rank, pairwise_distance
+from reid.metrics import RankEvaluator, evaluate_embeddings, evaluate_rank, pairwise_distance
 
 
 def assert_same(result, expected):
@@ -61,59 +61,59 @@ def test_chunking_does_not_change_results(monkeypatch):
 def test_average_precision_and_inp_by_hand():
     # ranked gallery: pid 1, 2, 1, 3, 1 -> positives at places 1, 3, 5
     result = evaluate_rank(np.array([[0.1, 0.2, 0.3, 0.4, 0.5]]), [1], [1, 2, 1, 3, 1], [1], [2, 2, 2, 2, 2])
-    assert result.mAP == pytest.approx((1 / 1 + 2 / 3 + 3 / 5) / 3)
-    assert result.mINP == pytest.approx(3 / 5)
-    np.testing.assert_array_equal(result.cmc, [1, 1, 1, 1, 1])
+    assert result.mAP == pytest.approx(100 * (1 / 1 + 2 / 3 + 3 / 5) / 3)  # percent, as every report gives it
+    assert result.mINP == pytest.approx(100 * 3 / 5)
+    np.testing.assert_array_equal(result.cmc, [100, 100, 100, 100, 100])
 
 
 def test_same_pid_and_camera_are_removed():
     # pid 1 on the query's own camera is removed: the filtered list is [2, 1]
     args = (np.array([[0.1, 0.2, 0.3]]), [1], [1, 2, 1], [1], [1, 2, 2])
     llcm = evaluate_rank(*args, protocol="llcm")
-    assert llcm.mAP == pytest.approx(0.5) and llcm.mINP == pytest.approx(0.5)
-    np.testing.assert_array_equal(llcm.cmc, [0, 1, 1])
+    assert llcm.mAP == pytest.approx(50) and llcm.mINP == pytest.approx(50)
+    np.testing.assert_array_equal(llcm.cmc, [0, 100, 100])
     regdb = evaluate_rank(*args, protocol="regdb")  # RegDB removes nothing
-    assert regdb.mAP == pytest.approx((1 + 2 / 3) / 2) and regdb.cmc[0] == 1
+    assert regdb.mAP == pytest.approx(100 * (1 + 2 / 3) / 2) and regdb.cmc[0] == 100
 
 
 def test_deduplicated_cmc_counts_identities_not_images():
     # ranked: 2, 2, 2, 1 -> the first positive is 4th image but 2nd identity
     args = (np.array([[0.1, 0.2, 0.3, 0.4]]), [1], [2, 2, 2, 1], [1], [2, 2, 2, 2])
-    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 1, 1, 1])
-    np.testing.assert_array_equal(evaluate_rank(*args, protocol="vcm").cmc, [0, 0, 0, 1])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 100, 100, 100])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="vcm").cmc, [0, 0, 0, 100])
     # mAP and mINP use the full list either way
-    assert evaluate_rank(*args, protocol="llcm").mAP == pytest.approx(1 / 4)
+    assert evaluate_rank(*args, protocol="llcm").mAP == pytest.approx(25)
 
 
 def test_deduplication_ignores_removed_items():
     # ranked 1 (query's camera: removed), 3, 3, 1 -> identities in order 3, 1: the query's identity is 2nd
     args = (np.array([[0.1, 0.2, 0.3, 0.4]]), [1], [1, 3, 3, 1], [1], [1, 2, 2, 2])
-    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 1, 1, 1])
+    np.testing.assert_array_equal(evaluate_rank(*args, protocol="llcm").cmc, [0, 100, 100, 100])
 
 
 def test_sysu_cam3_queries_drop_every_cam2_item():
     gallery_pids, gallery_camids = [5, 1], [2, 1]
     from_cam3 = evaluate_rank(np.array([[0.1, 0.2]]), [1], gallery_pids, [3], gallery_camids, protocol="sysu")
     from_cam6 = evaluate_rank(np.array([[0.1, 0.2]]), [1], gallery_pids, [6], gallery_camids, protocol="sysu")
-    assert from_cam3.cmc[0] == 1 and from_cam6.cmc[0] == 0
+    assert from_cam3.cmc[0] == 100 and from_cam6.cmc[0] == 0
 
 
 def test_ties_are_broken_by_gallery_order():
     tied = np.array([[0.5, 0.5]])
     assert evaluate_rank(tied, [1], [2, 1], [1], [2, 2]).cmc[0] == 0
-    assert evaluate_rank(tied, [1], [1, 2], [1], [2, 2]).cmc[0] == 1
+    assert evaluate_rank(tied, [1], [1, 2], [1], [2, 2]).cmc[0] == 100
 
 
 def test_queries_without_valid_match_are_left_out():
     distances = np.array([[0.1, 0.2], [0.1, 0.2]])
     result = evaluate_rank(distances, [1, 9], [1, 2], [1, 1], [2, 2])
-    assert result.num_valid_queries == 1 and result.mAP == 1.0 and result.cmc[0] == 1.0
+    assert result.num_valid_queries == 1 and result.mAP == 100 and result.cmc[0] == 100
 
 
 def test_small_gallery_shortens_the_curve_and_rank_saturates():
     result = evaluate_rank(np.array([[0.3, 0.2, 0.1]]), [1], [1, 2, 3], [1], [2, 2, 2])
     assert len(result.cmc) == 3
-    assert result.rank(1) == 0 and result.rank(3) == 1 and result.rank(20) == 1
+    assert result.rank(1) == 0 and result.rank(3) == 100 and result.rank(20) == 100
 
 
 def test_no_valid_query_and_empty_gallery_are_user_errors():
@@ -137,8 +137,8 @@ def test_feature_entry_point_equals_distance_entry_point(metric, monkeypatch):
     labels = (query_pids, gallery_pids, query_camids, gallery_camids)
     expected = evaluate_rank(pairwise_distance(query, gallery, metric), *labels, "llcm")
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 60)  # two queries per chunk
-    assert_same(evaluate_features(query, gallery, *labels, "llcm", metric), expected)
-    assert expected.mAP > 0.3  # clustered features are found
+    assert_same(evaluate_embeddings(query, gallery, *labels, "llcm", metric), expected)
+    assert expected.mAP > 30  # clustered embeddings are found
 
 
 def test_pairwise_distances():
@@ -174,3 +174,20 @@ def test_negative_distances_signed_zeros_and_float64(protocol):
 def test_nan_distances_are_refused():
     with pytest.raises(ReidError, match="NaN"):
         evaluate_rank(np.array([[np.nan, 0.1]]), [1], [1, 2], [1], [2, 2])
+
+
+@pytest.mark.parametrize("protocol", ["llcm", "sysu", "vcm", "regdb"])
+def test_kept_queries_add_up_to_the_metrics(protocol, monkeypatch):
+    case = random_case(11, protocol)
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 50)  # several chunks, some maybe without a valid query
+    whole = evaluate_rank(*case, protocol=protocol)
+    evaluator = RankEvaluator(case[2], case[4], protocol, keep_queries=True)
+    evaluator.process(torch.as_tensor(case[0]), case[1], case[3])
+    kept = evaluator.evaluate()
+    valid = ~np.isnan(kept.query_ap)
+    assert len(kept.query_ap) == len(case[1]) and valid.sum() == whole.num_valid_queries
+    assert kept.query_ap[valid].mean() == pytest.approx(whole.mAP)
+    assert (kept.query_first_match[~valid] == 0).all()
+    for k in range(1, len(whole.cmc) + 1):
+        assert 100 * ((kept.query_first_match[valid] >= 1) & (kept.query_first_match[valid] <= k)).mean() == \
+            pytest.approx(whole.cmc[k - 1])

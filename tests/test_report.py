@@ -9,7 +9,8 @@ from reid.report import EvaluationReport
 
 
 def result(rank1: float, mAP: float) -> RankResult:
-    return RankResult(np.array([rank1] + [1.0] * 19), mAP, mAP / 2, 10)
+    """A result from fractions, held in percent as RankResult holds them."""
+    return RankResult(100 * np.array([rank1] + [1.0] * 19), 100 * mAP, 100 * mAP / 2, 10)
 
 
 def test_json_schema_with_trials_and_directions(tmp_path):
@@ -28,7 +29,7 @@ def test_json_schema_with_trials_and_directions(tmp_path):
 
 def test_single_trial_has_no_std_and_short_curves_saturate():
     report = EvaluationReport("regdb", "regdb")
-    report.add("vis2ir", RankResult(np.array([0.25, 1.0, 1.0]), 0.5, 0.25, 4))
+    report.add("vis2ir", RankResult(np.array([25.0, 100.0, 100.0]), 50.0, 25.0, 4))
     data = report.to_dict()
     assert "std" not in data["results"]["vis2ir"]
     assert data["results"]["vis2ir"]["rank20"] == 100.0 and data["results"]["vis2ir"]["rank1"] == 25.0
