@@ -1,6 +1,13 @@
-"""Run checkpoints: written atomically, self-describing (config, backbone, version), loadable on their own.
+"""Checkpoints of training runs: one format for ``reid train`` and ``reid pretrain``, written atomically.
 
-``RunCheckpoint`` is the one typed view of a checkpoint file: its config (input size, backbone, recipe), the
+A checkpoint is a dict saved with ``torch.save`` and read with ``weights_only=True`` (no file can execute code):
+``format``, ``kind`` ("reid" or "pretrain"), ``version``, ``config`` (the run's resolved config), ``epoch``
+(epochs finished), ``best`` (the best score so far: mAP in percent, or ImageNet top-1 in percent), ``model`` (and
+``model_ema``) weights, and in last.pt everything a resume needs (optimizer, scheduler, scaler, history, rng).
+``write_checkpoint`` and ``read_checkpoint`` are the one writer and reader. Pretraining checkpoints keep their
+weights in the released AttNet key layout under ``model`` / ``model_ema``, so they also load as ImageNet weights.
+
+``RunCheckpoint`` is the typed view of a re-ID run's checkpoint: its config (input size, backbone, recipe), the
 model it rebuilds, its digest (which ties FAISS galleries to it) and the evaluation pipeline its model expects.
 ImageNet weight files are read by ``reid.models.weights``.
 """
@@ -12,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from reid.config import ConfigError, TrainConfig, make_config
@@ -20,27 +28,62 @@ from reid.io import atomic_torch_save, file_digest
 from reid.models.reid_model import ReIDModel
 from reid.models.weights import CheckpointError, error_summary, unwrap_model
 
-FORMAT = "vireid-checkpoint/1"
+FORMAT = "vireid-checkpoint/2"
+READABLE = ("vireid-checkpoint/1", FORMAT)  # format 1: reid runs only, the best score named best_map
+KINDS = ("reid", "pretrain")
 
 
 def build_model(config: TrainConfig, num_classes: int, pretrained: bool = True) -> ReIDModel:
     """The ReIDModel a config describes (ImageNet weights only when ``pretrained``)."""
     return ReIDModel(config.backbone, num_classes, config.input_size,
                      config.pretrained if pretrained else None, config.pooling, config.modality_stems,
-                     config.drop_path_rate)
+                     config.drop_path_rate, config.last_stride, config.gem_trainable, config.bnneck_init_std)
+
+
+def write_checkpoint(path: str | Path, kind: str, config: BaseModel, epoch: int, best: float | None,
+                     **entries: Any) -> Path:
+    """Write a checkpoint atomically: the common header, then ``entries`` (model weights, optimiser states, ...)."""
+    import reid
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    header = {"format": FORMAT, "kind": kind, "version": reid.__version__, "config": config.model_dump(),
+              "epoch": epoch, "best": best}
+    return atomic_torch_save(header | entries, path)
+
+
+def read_checkpoint(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read a checkpoint of ``kind`` (weights only: no file can execute code); every way it can be wrong is a
+    CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for damaged or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({error_summary(error)})") from None
+    if not isinstance(state, dict) or state.get("format") not in READABLE:
+        what = "a reid training checkpoint (for ImageNet weights use --pretrained)" if kind == "reid" else \
+            "a reid pretraining checkpoint"
+        raise CheckpointError(f"{path}: not {what}")
+    found = state.get("kind", "reid")
+    if found != kind:
+        raise CheckpointError(f"{path}: a {found} checkpoint, not a {kind} one")
+    missing = [key for key in ("config", "model", "epoch") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, no {', '.join(missing)} entry")
+    if not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: the config entry is not a mapping")
+    if "best" not in state:
+        state["best"] = state.get("best_map")
+    return state
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, num_classes: int, epoch: int,
-                    best_map: float | None, **states: Any) -> Path:
-    """Write a checkpoint atomically; ``states`` adds optimizer / scheduler / scaler / history states."""
-    import reid
-
-    payload = {
-        "format": FORMAT, "version": reid.__version__, "backbone": config.backbone,
-        "config": config.model_dump(), "num_classes": num_classes, "epoch": epoch, "best_map": best_map,
-        "model": unwrap_model(model).state_dict(), **states,
-    }
-    return atomic_torch_save(payload, path)
+                    best: float | None) -> Path:
+    """Write a re-ID model as a run checkpoint (what best.pt holds), e.g. a model trained elsewhere."""
+    return write_checkpoint(path, "reid", config, epoch, best, backbone=config.backbone,
+                            num_classes=num_classes, model=unwrap_model(model).state_dict())
 
 
 @dataclass(frozen=True)
@@ -52,7 +95,8 @@ class RunCheckpoint:
         config: The run's resolved config (its input size is the one the model was trained at).
         num_classes: Training identities (the classifier's size).
         epoch: Epochs done.
-        best_map: Best mAP (%) in the default direction so far, if evaluated.
+        best: The best score so far in the default direction (%, the config's best_metric: mAP unless it says
+            rank1), if evaluated.
         state: Everything saved: ``model`` weights and, in last.pt, optimizer / scheduler / scaler / history / rng.
     """
 
@@ -60,31 +104,21 @@ class RunCheckpoint:
     config: TrainConfig
     num_classes: int
     epoch: int
-    best_map: float | None
+    best: float | None
     state: dict[str, Any] = field(repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> RunCheckpoint:
         """Read a run checkpoint (not an ImageNet weight file: those go through ``--pretrained``)."""
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for damaged or foreign files
-            raise CheckpointError(f"{path}: not a readable checkpoint ({error_summary(error)})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a reid training checkpoint (for ImageNet weights use --pretrained)")
-        missing = [key for key in ("config", "model", "num_classes", "epoch") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path}: incomplete checkpoint, no {', '.join(missing)} entry")
-        if not isinstance(state["config"], dict):
-            raise CheckpointError(f"{path}: the config entry is not a mapping")
+        state = read_checkpoint(path, "reid")
+        if "num_classes" not in state:
+            raise CheckpointError(f"{path}: incomplete checkpoint, no num_classes entry")
         try:
             config = make_config(state["config"], f"{path} (config)")
         except ConfigError as error:
             raise CheckpointError(str(error)) from None
-        return cls(path, config, int(state["num_classes"]), int(state["epoch"]), state.get("best_map"), state)
+        return cls(path, config, int(state["num_classes"]), int(state["epoch"]), state["best"], state)
 
     @property
     def backbone(self) -> str:

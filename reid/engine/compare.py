@@ -1,9 +1,11 @@
 """Comparing backbones under one recipe: train (or take checkpoints), evaluate, measure, tabulate, chart.
 
-Every backbone gets the same config, data and seed. A comparison resumes where it stopped: finished trainings
-are kept, unfinished ones continue from their last.pt, and evaluations are cached per checkpoint digest and
-number of trials. Speed and memory are measured for all backbones together at the end, interleaved, so the
-numbers in one table share the machine's state.
+Every backbone gets the same config, data and seed. Every name (and, with checkpoints, every file) is checked
+before any work starts. A comparison resumes where it stopped: finished trainings are kept, unfinished ones
+continue from their last.pt, and evaluations are cached per checkpoint digest and number of trials. Speed and
+memory are measured for all backbones together at the end, interleaved, so the numbers in one table share the
+machine's state. comparison.json holds each backbone's evaluation in the report schema every command shares
+(``reid.report``), with its size and speed.
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from reid.config import TrainConfig
+from reid.config import TrainConfig, load_config
 from reid.data import load_dataset
 from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.inference import Embedder
-from reid.engine.trainer import Trainer, resolve_device
+from reid.engine.runtime import resolve_device
+from reid.engine.trainer import Trainer
 from reid.errors import ReidError
 from reid.io import atomic_write, atomic_write_text
 from reid.losses import ReIDLoss, weighted_sum
@@ -33,11 +36,11 @@ from reid.models.backbones import count_macs, count_parameters
 from reid.profiling import interleaved_medians, peak_memory_mb
 from reid.report import EvaluationReport, markdown_table
 
-REPORTED = ("rank1", "rank5", "rank20", "mAP", "mINP")
-
 
 @dataclass
 class ComparisonRow:
+    """One backbone of a comparison: its evaluation, size and speed."""
+
     backbone: str
     input_size: tuple[int, int]
     params: int
@@ -45,9 +48,50 @@ class ComparisonRow:
     inference_images_per_second: float
     training_images_per_second: float
     training_peak_memory_mb: float | None  # CUDA only: a CPU process's peak resident set says too little
-    metrics: dict[str, dict[str, float]]  # direction -> rank1, rank5, rank20, mAP, mINP (percent)
+    report: EvaluationReport
     checkpoint: str
     note: str | None = None
+
+    def to_dict(self) -> dict:
+        """The row as comparison.json stores it: the shared report, and the rest beside it."""
+        values = {key: value for key, value in asdict(self).items() if key != "report"}
+        return values | {"input_size": list(self.input_size), "report": self.report.to_dict()}
+
+
+def recipe_for(config: TrainConfig, backbone: str, run: Path) -> TrainConfig:
+    """The config ``backbone`` trains with: the comparison's, or the file its ``recipes`` entry names (e.g. AGW's own
+    ResNet-50 recipe beside AttNet's), on the comparison's data, run directory and machine."""
+    shared = {"backbone": backbone, "output_dir": str(run)}
+    if backbone not in config.recipes:
+        return config.model_copy(update=shared)
+    own = load_config(config.recipes[backbone])
+    if (own.dataset, own.trial, own.sysu_mode) != (config.dataset, config.trial, config.sysu_mode):
+        raise ReidError(f"recipes: {config.recipes[backbone]} trains on {own.dataset}, the comparison on "
+                        f"{config.dataset}; a comparison shares its data")
+    machine = {key: getattr(config, key) for key in ("data_root", "device", "compile", "num_workers", "deterministic",
+                                                     "tensorboard")}
+    return own.model_copy(update=machine | shared)
+
+
+def check_backbones(backbones: Sequence[str], config: TrainConfig, checkpoints: str | Path | None = None) -> None:
+    """Refuse, before any work, a comparison that would stop half-way: no name, a repeated name, a name timm does
+    not know, or (with checkpoints) a backbone without a checkpoint."""
+    import timm
+
+    if not backbones:
+        raise ReidError("--backbones needs at least one backbone")
+    repeated = sorted({name for name in backbones if list(backbones).count(name) > 1})
+    if repeated:
+        raise ReidError(f"--backbones names {', '.join(repeated)} more than once")
+    unknown = [name for name in backbones if not timm.is_model(name.split(".")[0])]
+    if unknown:
+        raise ReidError(f"--backbones: unknown backbone{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                        f"(reid models lists the paper's; timm.list_models() every one)")
+    if checkpoints is not None:
+        for name in backbones:
+            find_checkpoint(Path(checkpoints), name)
+    for name in config.recipes:
+        recipe_for(config, name, Path("."))  # every recipe file is read and validated before any work
 
 
 def _finished(run: Path, epochs: int) -> bool:
@@ -68,7 +112,7 @@ def _evaluate(checkpoint: RunCheckpoint, config: TrainConfig, dataset, trials: i
     digest = checkpoint.digest
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("digest") == digest and saved.get("trials") == trials:
+        if saved.get("digest") == digest and saved.get("trials") == trials and saved.get("units") == "percent":
             report = EvaluationReport(saved["report"]["dataset"], saved["report"]["protocol"])
             report.results = {d: [_result_from_dict(r) for r in rows] for d, rows in saved["results"].items()}
             return report
@@ -77,8 +121,8 @@ def _evaluate(checkpoint: RunCheckpoint, config: TrainConfig, dataset, trials: i
     report = evaluate_dataset(embedder, dataset, trials=trials, trial=config.trial, metric=config.metric).report
     results = {d: [{"cmc": r.cmc.tolist(), "mAP": r.mAP, "mINP": r.mINP, "valid": r.num_valid_queries}
                    for r in rows] for d, rows in report.results.items()}
-    atomic_write_text(cache, json.dumps({"digest": digest, "trials": trials, "report": report.to_dict(),
-                                         "results": results}))
+    atomic_write_text(cache, json.dumps({"digest": digest, "trials": trials, "units": "percent",
+                                         "report": report.to_dict(), "results": results}))
     return report
 
 
@@ -130,24 +174,24 @@ def run_comparison(
         checkpoints: str | Path | None = None,
         trials: int = 10,
         console: Console | None = None,
+        command: str | None = None,
 ) -> list[ComparisonRow]:
-    """Train (or take checkpoints of) each backbone, evaluate, measure, and write the comparison files."""
+    """Train (or take checkpoints of) each backbone, evaluate, measure, and write the comparison files (``command``:
+    the command line that asked, recorded in them)."""
     output_dir = Path(output_dir)
-    if not backbones:
-        raise ReidError("--backbones needs at least one backbone")
     if not train and checkpoints is None:
         raise ReidError("give --train or --checkpoints DIR")
+    check_backbones(backbones, config, checkpoints)
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset, config.data_root, mode=config.sysu_mode)
     paths: dict[str, Path] = {}
     for backbone in backbones:
         if train:
             run = output_dir / backbone
-            settings = config.model_copy(update={"backbone": backbone, "output_dir": str(run)})
+            settings = recipe_for(config, backbone, run)
             if not _finished(run, settings.epochs):
-                if console:
-                    console.print(f"training {backbone} -> {run}")
-                Trainer(settings, resume=True, console=console).fit()
+                # a directory with a run stopped half-way continues; a fresh one starts
+                Trainer(settings, resume=(run / "last.pt").is_file(), console=console).fit()
             paths[backbone] = run / "best.pt"
         else:
             paths[backbone] = find_checkpoint(Path(checkpoints), backbone)
@@ -168,14 +212,12 @@ def run_comparison(
     measured = _speed_and_memory(models, sizes, device)
     rows = []
     for backbone, checkpoint in paths.items():
-        report = reports[backbone]
-        metrics = {d: {k: round(report.mean(d)[k], 2) for k in REPORTED} for d in report.results}
         inference, training, memory = measured[backbone]
         rows.append(ComparisonRow(backbone, tuple(sizes[backbone]), count_parameters(models[backbone].backbone),
                                   count_macs(models[backbone].backbone, sizes[backbone]), round(inference, 2),
-                                  round(training, 2), None if memory is None else round(memory, 1), metrics,
-                                  str(checkpoint), notes[backbone]))
-    write_comparison(rows, output_dir, dataset.name, dataset.protocol.name, trials)
+                                  round(training, 2), None if memory is None else round(memory, 1),
+                                  reports[backbone], str(checkpoint), notes[backbone]))
+    write_comparison(rows, output_dir, dataset.name, dataset.protocol.name, trials, command)
     return rows
 
 
@@ -184,29 +226,43 @@ def _flat(row: ComparisonRow) -> dict:
             "params_M": round(row.params / 1e6, 2), "GMACs": round(row.macs / 1e9, 2),
             "inference_img_s": row.inference_images_per_second, "training_img_s": row.training_images_per_second,
             "training_peak_MB": "-" if row.training_peak_memory_mb is None else row.training_peak_memory_mb}
-    for direction, values in row.metrics.items():
-        flat |= {f"{direction}_{k}": v for k, v in values.items()}
+    for direction, values in row.report.to_dict()["results"].items():
+        flat |= {f"{direction}_{key}": value for key, value in values.items() if key != "std"}
+        flat |= {f"{direction}_{key}_std": value for key, value in values.get("std", {}).items()}
     return flat
 
 
-def write_comparison(rows: list[ComparisonRow], output_dir: Path, dataset: str, protocol: str, trials: int) -> None:
+def write_comparison(rows: list[ComparisonRow], output_dir: Path, dataset: str, protocol: str, trials: int,
+                     command: str | None = None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     flat = [_flat(row) for row in rows]
     atomic_write_text(output_dir / "comparison.json", json.dumps(
-        {"dataset": dataset, "protocol": protocol, "trials": trials, "backbones": [asdict(r) for r in rows]},
-        indent=2) + "\n")
+        {"dataset": dataset, "protocol": protocol, "trials": trials, "command": command,
+         "backbones": [row.to_dict() for row in rows]}, indent=2) + "\n")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, list(flat[0]))
+    writer = csv.DictWriter(buffer, list(dict.fromkeys(key for row in flat for key in row)))
     writer.writeheader()
     writer.writerows(flat)
     atomic_write_text(output_dir / "comparison.csv", buffer.getvalue())
-    header = list(flat[0])
+    header = ["backbone", "input", "params_M", "GMACs", "inference_img_s", "training_img_s", "training_peak_MB"]
+    directions = [d for d in ("ir2vis", "vis2ir") if any(d in row.report.results for row in rows)]
+    metrics = [(d, key) for d in directions for key in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")]
+
+    def cell(row: ComparisonRow, direction: str, key: str) -> str:
+        if direction not in row.report.results:
+            return "-"
+        spread = row.report.std(direction)
+        return f"{row.report.mean(direction)[key]:.2f}" + (f" ± {spread[key]:.2f}" if spread else "")
+
+    table = [[flat_row[k] for k in header] + [cell(row, d, k) for d, k in metrics]
+             for row, flat_row in zip(rows, flat, strict=True)]
     notes = [f"- {r.backbone}: {r.note}" for r in rows if r.note]
     if any(r.training_peak_memory_mb is None for r in rows):
         notes.append("- training_peak_MB is measured on CUDA only (a CPU process reuses freed memory, so its peak "
                      "resident set does not show a step's needs)")
-    text = (f"# Backbones on {dataset} ({protocol} protocol, mean of {trials} trials; metrics in %)\n\n"
-            + markdown_table(header, [[row[k] for k in header] for row in flat]) + "\n"
+    text = (f"# Backbones on {dataset} ({protocol} protocol, mean ± std of {trials} trials; metrics in %)\n\n"
+            + (f"`{command}`\n\n" if command else "")
+            + markdown_table(header + [f"{d}_{k}" for d, k in metrics], table) + "\n"
             + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     atomic_write_text(output_dir / "comparison.md", text)
     _chart(rows, output_dir / "comparison.png", dataset)
@@ -220,8 +276,8 @@ def _chart(rows: list[ComparisonRow], path: Path, dataset: str) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 5))
     for direction, marker in (("ir2vis", "o"), ("vis2ir", "s")):
-        points = [(r.inference_images_per_second, r.metrics[direction]["mAP"], r.backbone) for r in rows
-                  if direction in r.metrics]
+        points = [(r.inference_images_per_second, r.report.mean(direction)["mAP"], r.backbone) for r in rows
+                  if direction in r.report.results]
         if not points:
             continue
         axis.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=60, label=f"{direction} mAP")

@@ -1,10 +1,14 @@
 """The end-to-end demo: synthetic data -> untrained baseline -> training -> evaluation -> FAISS gallery -> query.
 
 Every stage writes what a user looks at into the run directory: best.pt, last.pt, metrics.csv, curves.png,
-metrics.json, rank_lists.png (both directions, from the evaluation's own features), query.png and gallery/.
+metrics.json (with the command, and each query's AP and top-10 for ``reid serve --evaluation``), rank_lists.png
+(both directions, from the evaluation's own embeddings), query.png and gallery/. Running the demo again keeps the
+previous complete demo run as ``<run>.previous`` and trains afresh, so no file of one run is ever mixed with
+another's; an interrupted demo run is trained over.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,8 @@ from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.evaluate import dataset_rank_lists, evaluate_dataset
 from reid.engine.galleries import build_gallery
 from reid.engine.inference import Embedder
-from reid.engine.trainer import Trainer, resolve_device
+from reid.engine.runtime import resolve_device
+from reid.engine.trainer import Trainer
 from reid.index import IndexSettings, SearchHit
 from reid.models.reid_model import ReIDModel
 from reid.report import EvaluationReport
@@ -43,13 +48,15 @@ class DemoResult:
         return {d: (self.untrained.mean(d)["mAP"], self.trained.mean(d)["mAP"]) for d in self.trained.results}
 
 
-def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None) -> DemoResult:
+def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None,
+             command: str | None = None) -> DemoResult:
     """Run the five stages with ``config`` (an LLCM-layout experiment; its data_root is made when absent).
 
     Args:
         config: The training config; ``data_root`` and ``output_dir`` say where the data and the run go.
         console: Where the tables and stage lines go.
         num_ids: Identities of the synthetic dataset when it is made (default: the reader's own).
+        command: The command line that asked, recorded in metrics.json.
     """
     root, run = Path(config.data_root), Path(config.output_dir)
     device = resolve_device(config.device)
@@ -66,23 +73,25 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None) 
     before = evaluate_dataset(untrained, dataset, trials=DEMO_TRIALS).report
     console.print(before.table(title=f"2/5 untrained {config.backbone} (random weights), {DEMO_TRIALS} trials, %"))
 
+    overwrite = _make_room(run, config, console)
     console.print(f"3/5 training {config.backbone} for {config.epochs} epochs on {device} -> {run}")
-    Trainer(config, console=console, overwrite=_holds_a_demo_run(run, config)).fit()
+    Trainer(config, console=console, overwrite=overwrite).fit()
     checkpoint = RunCheckpoint.load(run / "best.pt")
     trained = Embedder.from_checkpoint(checkpoint, device)
-    evaluation = evaluate_dataset(trained, dataset, trials=DEMO_TRIALS)
+    evaluation = evaluate_dataset(trained, dataset, trials=DEMO_TRIALS, per_query=True)  # for reid serve
+    evaluation.report.command = command
     evaluation.report.save_json(run / "metrics.json")
     console.print(evaluation.report.table(title=f"4/5 trained {config.backbone} (best.pt), {DEMO_TRIALS} trials, %"))
-    draw_rank_lists(dataset_rank_lists(evaluation.features, dataset, dataset.directions, queries=6),
+    draw_rank_lists(dataset_rank_lists(evaluation.embeddings, dataset, dataset.directions, queries=6),
                     run / "rank_lists.png", f"{config.backbone} on synthetic LLCM")
 
     split = dataset.test_split("ir2vis", 0)
-    gallery = build_gallery(trained, split.gallery, IndexSettings("flat"))
+    gallery = build_gallery(trained, split.gallery, IndexSettings(type="flat"))
     gallery.save(run / "gallery")
     query = split.query[0]
-    # as the LLCM protocol does, the query's own camera is left out of the search (a gallery search does not know
-    # the query's identity, so the whole camera goes, as in a deployment)
-    hits = gallery.search(evaluation.features.of([query]).numpy(), 10, exclude_camids=[query.camid])[0]
+    # the LLCM protocol hides the query's identity on the query's own camera; a gallery search does not know the
+    # query's identity, so, as a deployment would, it leaves the query's whole camera out
+    hits = gallery.search(evaluation.embeddings.of([query]).numpy(), 10, exclude_camids=[query.camid])[0]
     table = Table(title=f"5/5 FAISS gallery ({gallery.live_count} visible images): infrared query id {query.pid}, "
                         f"camera {query.camid} left out")
     for column in ("rank", "score", "pid", "camid", "match"):
@@ -95,6 +104,20 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None) 
         RankList(query, [hit.sample() for hit in hits], [hit.score for hit in hits])]}, run / "query.png",
         "FAISS query")
     return DemoResult(before, evaluation.report, hits, run)
+
+
+def _make_room(run: Path, config: TrainConfig, console: Console) -> bool:
+    """Before training: move a previous complete demo run aside (to ``<run>.previous``); returns whether an
+    interrupted demo run is there to train over."""
+    if not _holds_a_demo_run(run, config):
+        return False
+    if not (run / "metrics.json").is_file():
+        return True  # a demo that stopped before its end: nothing of it is worth keeping
+    previous = run.with_name(run.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    run.rename(previous)
+    console.print(f"the previous demo run is kept in {previous}")
+    return False
 
 
 def _holds_a_demo_run(run: Path, config: TrainConfig) -> bool:

@@ -1,41 +1,43 @@
-"""Evaluation of a model on a dataset's official protocol, and rank-list pictures from the same features."""
+"""Evaluation of a model on a dataset's official protocol, and rank-list pictures from the same embeddings."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from reid.data.base import ReIDDataset
+from reid.data.protocols import Protocol
 from reid.data.samples import Direction, Sample
-from reid.engine.inference import Embedder, SampleFeatures
+from reid.engine.inference import Embedder, SampleEmbeddings
 from reid.errors import ReidError
 from reid.index import exact_search
-from reid.metrics import Metric, RankEvaluator, RankResult, evaluate_features, evaluate_rank, pairwise_distance
-from reid.protocols import Protocol
+from reid.metrics import Metric, RankEvaluator, RankResult, evaluate_embeddings, evaluate_rank, pairwise_distance
 from reid.report import EvaluationReport
 from reid.rerank import k_reciprocal_rerank
-from reid.visualize import RankList, pick_queries, rank_lists
+from reid.visualize import RankList, pick_queries, rank_lists, ranked
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """An evaluation's metrics and the features it computed (pictures reuse them instead of embedding again)."""
+    """An evaluation's metrics and the embeddings it computed (pictures reuse them instead of embedding again)."""
 
     report: EvaluationReport
-    features: SampleFeatures
+    embeddings: SampleEmbeddings
 
 
-def evaluate_with_index(query_features: torch.Tensor, gallery_features: torch.Tensor, query_pids: Sequence[int],
+def evaluate_with_index(query_embeddings: torch.Tensor, gallery_embeddings: torch.Tensor, query_pids: Sequence[int],
                         gallery_pids: Sequence[int], query_camids: Sequence[int], gallery_camids: Sequence[int],
                         protocol: Protocol, use_gpu: bool = False, chunk: int = 1024) -> RankResult:
     """Rank metrics with the gallery searched through an exact FAISS index (on the GPU with faiss-gpu), one
-    chunk of queries at a time; cosine distances, the same numbers as ``evaluate_features``."""
+    chunk of queries at a time; cosine distances, the same numbers as ``evaluate_embeddings``."""
     evaluator = RankEvaluator(gallery_pids, gallery_camids, protocol)
-    search = exact_search(gallery_features.numpy(), use_gpu=use_gpu)
-    for start in range(0, len(query_features), chunk):
-        scores, ids = search(query_features[start:start + chunk].numpy(), len(gallery_features))
-        distances = torch.empty(len(ids), len(gallery_features))
+    search = exact_search(gallery_embeddings.numpy(), use_gpu=use_gpu)
+    for start in range(0, len(query_embeddings), chunk):
+        scores, ids = search(query_embeddings[start:start + chunk].numpy(), len(gallery_embeddings))
+        distances = torch.empty(len(ids), len(gallery_embeddings))
         distances.scatter_(1, torch.from_numpy(ids), 1.0 - torch.from_numpy(scores))
         evaluator.process(distances, query_pids[start:start + chunk], query_camids[start:start + chunk])
     return evaluator.evaluate()
@@ -85,6 +87,8 @@ def evaluate_dataset(
         metric: Metric = "cosine",
         progress: Callable[[int, int], None] | None = None,
         use_index: bool = False,
+        per_query: bool = False,
+        top_k: int = 10,
 ) -> Evaluation:
     """Metrics of the embedder's model under the dataset's protocol, per direction, over gallery trials.
 
@@ -93,6 +97,8 @@ def evaluate_dataset(
     Args:
         progress: Called as progress(done, total) while embedding.
         use_index: Search the gallery through an exact FAISS index (cosine), e.g. on a GPU with faiss-gpu.
+        per_query: Also record, for the first trial of each direction, every query's AP, the place of its first
+            true match and its top-k gallery items (``EvaluationReport.queries``: what ``reid serve`` shows).
     """
     if use_index and (rerank or metric != "cosine"):
         raise ReidError("--use-index searches by cosine similarity without re-ranking")
@@ -106,14 +112,16 @@ def evaluate_dataset(
         if progress:
             progress(done[0], len(samples))
 
-    features = SampleFeatures(samples, embedder.features(samples, advance))
+    embeddings = SampleEmbeddings(samples, embedder.embed(samples, advance))
     report = EvaluationReport(dataset.name, dataset.protocol.name, reranked=rerank, model=embedder.identity())
     for direction in directions:
         for t in trial_list:
             split = dataset.test_split(direction, t)
-            query, gallery = features.of(split.query), features.of(split.gallery)
+            query, gallery = embeddings.of(split.query), embeddings.of(split.gallery)
             labels = ([s.pid for s in split.query], [s.pid for s in split.gallery],
                       [s.camid for s in split.query], [s.camid for s in split.gallery])
+            recorded = per_query and t == trial_list[0]
+            distances = None
             if use_index:
                 result = evaluate_with_index(query, gallery, *labels, dataset.protocol,
                                              use_gpu=embedder.device.type == "cuda")
@@ -121,15 +129,44 @@ def evaluate_dataset(
                 distances = k_reciprocal_rerank(pairwise_distance(query, gallery, metric),
                                                 pairwise_distance(query, query, metric),
                                                 pairwise_distance(gallery, gallery, metric))
-                result = evaluate_rank(distances, *labels, protocol=dataset.protocol)
+                result = evaluate_rank(distances, *labels, protocol=dataset.protocol, keep_queries=recorded)
             else:
-                result = evaluate_features(query, gallery, *labels, protocol=dataset.protocol, metric=metric)
+                result = evaluate_embeddings(query, gallery, *labels, protocol=dataset.protocol, metric=metric,
+                                             keep_queries=recorded)
             report.add(direction, result)
-    return Evaluation(report, features)
+            if recorded:
+                if distances is None:
+                    distances = pairwise_distance(query, gallery, metric)
+                    if result.query_ap is None:  # through an index: the same numbers, kept from the dense ones
+                        result = evaluate_rank(distances, *labels, protocol=dataset.protocol, keep_queries=True)
+                report.queries[direction] = query_records(split, distances, dataset.protocol, result, top_k, metric)
+    return Evaluation(report, embeddings)
+
+
+def query_records(split, distances: torch.Tensor, protocol: Protocol, result: RankResult, top_k: int,
+                  metric: Metric) -> list[dict]:
+    """Per query of a split: its image, identity, camera, AP (%) and first true match (as ``result`` kept them),
+    and its top-k gallery items by ``distances`` with whether each is a true match."""
+    records = []
+    lists = ranked(split.query, split.gallery, distances, protocol, top_k, metric)
+    for ranked_list, ap, first in zip(lists, result.query_ap, result.query_first_match, strict=True):
+        sample = ranked_list.query
+        records.append({"query": _path(sample), "pid": sample.pid, "camid": sample.camid,
+                        "ap": None if np.isnan(ap) else round(float(ap), 2), "first_match": int(first) or None,
+                        "top": [{"path": _path(match), "pid": match.pid, "camid": match.camid, "match": correct,
+                                 "score": round(score, 4)}
+                                for match, correct, score in zip(ranked_list.matches, ranked_list.correct,
+                                                                 ranked_list.scores, strict=True)]})
+    return records
+
+
+def _path(sample: Sample) -> str:
+    """A sample's image (a tracklet: its middle frame), absolute."""
+    return os.path.abspath(sample.frames[len(sample.frames) // 2])
 
 
 def dataset_rank_lists(
-        source: SampleFeatures | Embedder,
+        source: SampleEmbeddings | Embedder,
         dataset: ReIDDataset,
         directions: Sequence[Direction],
         trial: int = 0,
@@ -148,10 +185,10 @@ def dataset_rank_lists(
     for direction in directions:
         split = dataset.test_split(direction, trial if dataset.trains_per_trial else 0)
         chosen = [split.query[i] for i in pick_queries(split.query, queries, seed)]
-        features = source
+        embeddings = source
         if isinstance(source, Embedder):
             needed = list(dict.fromkeys(chosen + split.gallery))
-            features = SampleFeatures(needed, source.features(needed))
-        panels[direction] = rank_lists(chosen, features.of(chosen), split.gallery, features.of(split.gallery),
+            embeddings = SampleEmbeddings(needed, source.embed(needed))
+        panels[direction] = rank_lists(chosen, embeddings.of(chosen), split.gallery, embeddings.of(split.gallery),
                                        dataset.protocol, top_k)
     return panels

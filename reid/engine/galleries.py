@@ -11,6 +11,7 @@ from reid.data.samples import Direction, Modality, Sample, Split
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.index import Gallery, GalleryError, IndexSettings
+from reid.io import directory, regular_file
 
 
 def sample_metadata(sample: Sample, label: str | None = None) -> dict:
@@ -31,10 +32,12 @@ def image_samples(paths: Sequence[str | Path], modality: Modality | None = None)
     """Unlabelled samples for image files and folders (searched recursively, sorted)."""
     files: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
+        if directory(path):
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and regular_file(p))
+        elif regular_file(path):
             files.append(path)
+        elif os.path.lexists(path):
+            raise GalleryError(f"{path}: not a regular file or folder")
         else:
             raise GalleryError(f"{path}: no such image or folder")
     if not files:

@@ -31,12 +31,24 @@ class History:
         return atomic_write_text(path, buffer.getvalue())
 
     def plot(self, path: str | Path, title: str = "") -> Path:
+        """Save the curves (losses, evaluations, learning rate) as a picture."""
+        import matplotlib.pyplot as plt
+
+        figure = self.figure(title)
+        path = Path(path)
+        atomic_write(path, lambda temporary: figure.savefig(temporary, format=path.suffix.lstrip(".") or "png",
+                                                            dpi=110))
+        plt.close(figure)
+        return path
+
+    def figure(self, title: str = ""):
+        """The curves' matplotlib figure; each legend sits below its plot, so it never covers a curve."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, (losses, accuracy, rates) = plt.subplots(1, 3, figsize=(15, 4))
+        figure, (losses, accuracy, rates) = plt.subplots(1, 3, figsize=(15, 4.8))
         epochs = [row["epoch"] for row in self.rows]
         for key in [k for k in self.rows[0] if k.startswith("loss")] if self.rows else []:
             losses.plot(epochs, [row.get(key) for row in self.rows], marker=".", label=key.removeprefix("loss_"))
@@ -55,11 +67,8 @@ class History:
         for axis in (losses, accuracy, rates):
             axis.grid(alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
-                axis.legend()
+                axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small",
+                            frameon=False)
         figure.suptitle(title)
         figure.tight_layout()
-        path = Path(path)
-        atomic_write(path, lambda temporary: figure.savefig(temporary, format=path.suffix.lstrip(".") or "png",
-                                                            dpi=110))
-        plt.close(figure)
-        return path
+        return figure

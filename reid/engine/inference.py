@@ -1,8 +1,11 @@
 """Embedding samples with a model: the ``Embedder`` that a run checkpoint or a bare backbone gives.
 
-Every command that turns images into features (evaluate, visualize, index build / add / query, the demo) goes
-through an Embedder, so a model's input size, evaluation pipeline, batch size and identity (backbone and
-checkpoint digest, for gallery manifests) travel together.
+Every command that turns images into embeddings (evaluate, visualize, index build / add / query, extract, the
+demo) goes through an Embedder built by ``Embedder.load`` from the command line's model options, so a model's
+input size, evaluation pipeline, device, batch size, AMP, compile setting and identity (backbone and checkpoint
+digest, for gallery manifests) travel together.
+
+Embeddings are what retrieval ranks by: the BNNeck's output (for a bare backbone, its pooled output).
 """
 from __future__ import annotations
 
@@ -16,17 +19,20 @@ import torch
 from torch import nn
 
 from reid.data.loader import SampleDataset, make_loader
+from reid.data.registry import dataset_class
 from reid.data.samples import MODALITIES, Sample
-from reid.data.transforms import AugmentConfig, Pipeline, eval_pipeline
+from reid.data.transforms import Pipeline, eval_pipeline
 from reid.engine.checkpoint import RunCheckpoint
-from reid.engine.compile import CompileMode, compile_model, pad_batch
+from reid.engine.compile import compile_model, pad_batch
+from reid.engine.runtime import resolve_amp, resolve_device
 from reid.errors import ReidError
 from reid.io import file_digest
 from reid.models.reid_model import ReIDModel
+from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, parse_size
 
 
 @torch.no_grad()
-def extract_features(
+def embed_samples(
         model: nn.Module,
         samples: Sequence[Sample],
         pipeline: Pipeline,
@@ -37,22 +43,24 @@ def extract_features(
         amp_dtype: torch.dtype | None = None,
         progress: Callable[[int], None] | None = None,
         compile: CompileMode = "off",
+        on_fallback: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
-    """(N, D) float32 retrieval features (the model's BNNeck features) of samples, on the CPU.
+    """(N, D) float32 embeddings of samples, on the CPU.
 
     Args:
-        compile: Run a compiled copy of the model (see ``reid.engine.compile``); the last, smaller batch is
-            padded, so it is compiled once.
+        compile: Run a compiled copy of the model as ``reid.engine.compile`` resolves it for this many samples (a
+            compiled model's last, smaller batch is padded, so it is compiled once).
+        on_fallback: Told (one line) if the compilation fails and the pass runs eagerly.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    compiled = compile_model(model, compile, device)
+    compiled = compile_model(model, compile, device, images=len(samples), on_fallback=on_fallback)
     # a compiled model sees single-modality batches of one size: each modality in its own pass (a mixed batch
     # would route a varying number of images through each modality stem), the last batch padded
     groups = [list(range(len(samples)))] if compiled is model else \
         [[i for i, s in enumerate(samples) if s.modality == m] for m in MODALITIES]
-    features = None
+    embeddings = None
     try:
         for rows in filter(None, groups):
             loader = make_loader(SampleDataset([samples[i] for i in rows], pipeline, seq_len), batch_size=batch_size,
@@ -64,17 +72,17 @@ def extract_features(
                 if compiled is not model:
                     (images, infrared), count = pad_batch((images, infrared), batch_size)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    output = compiled(images, infrared).bn_features[:count]
+                    output = compiled(images, infrared).embeddings[:count]
                 chunks.append(output.float().cpu())
                 if progress:
                     progress(count)
             block = torch.cat(chunks)
-            if features is None:
-                features = block.new_empty(len(samples), block.shape[1])
-            features[rows] = block
+            if embeddings is None:
+                embeddings = block.new_empty(len(samples), block.shape[1])
+            embeddings[rows] = block
     finally:
         model.train(was_training)
-    return features if features is not None else torch.empty(0, getattr(model, "num_features", 0))
+    return embeddings if embeddings is not None else torch.empty(0, getattr(model, "num_features", 0))
 
 
 @dataclass
@@ -93,6 +101,8 @@ class Embedder:
         num_workers: Data loading workers (None: the loader's default).
         amp_dtype: Autocast dtype (None: float32).
         compile: torch.compile for the embedding passes (``reid.engine.compile``).
+        tracklets: Whether the model embeds tracklets of ``seq_len`` frames (trained on a video dataset).
+        on_fallback: Told (one line) when a compilation fails and a pass runs eagerly.
     """
 
     model: ReIDModel
@@ -107,6 +117,8 @@ class Embedder:
     num_workers: int | None = None
     amp_dtype: torch.dtype | None = None
     compile: CompileMode = "off"
+    tracklets: bool = False
+    on_fallback: Callable[[str], None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: RunCheckpoint | str | Path, device: torch.device | str = "cpu",
@@ -115,6 +127,8 @@ class Embedder:
         if not isinstance(checkpoint, RunCheckpoint):
             checkpoint = RunCheckpoint.load(checkpoint)
         device = torch.device(device)
+        options = {"seq_len": checkpoint.config.seq_len,
+                   "tracklets": dataset_class(checkpoint.config.dataset).tracklets, **options}
         return cls(checkpoint.model(device), checkpoint.eval_pipeline(), checkpoint.backbone,
                    f"{checkpoint.backbone} from {checkpoint.path}", checkpoint.digest, device, str(checkpoint.path),
                    **options)
@@ -122,26 +136,45 @@ class Embedder:
     @classmethod
     def from_backbone(cls, backbone: str, input_size: tuple[int, int] = (288, 144), pretrained: str | None = None,
                       device: torch.device | str = "cpu", **options) -> Embedder:
-        """A bare backbone's pooled features (a baseline, untrained for re-ID); random weights are seeded, so
-        every process builds the same network."""
+        """A bare backbone's pooled output as its embeddings (a baseline, untrained for re-ID); random weights are
+        seeded, so every process builds the same network."""
         device = torch.device(device)
         torch.manual_seed(0)
         model = ReIDModel(backbone, 0, input_size, pretrained).to(device).eval()
         weights = f"weights {pretrained}" if pretrained else "random weights"
         pipeline = eval_pipeline(AugmentConfig(height=model.input_size[0], width=model.input_size[1]))
-        return cls(model, pipeline, backbone, f"{backbone} pooled features ({weights}, untrained for re-ID)",
+        return cls(model, pipeline, backbone, f"{backbone} pooled output ({weights}, untrained for re-ID)",
                    file_digest(pretrained) if pretrained else None, device, str(pretrained) if pretrained else None,
                    **options)
 
     @classmethod
-    def load(cls, checkpoint: str | Path | None, backbone: str | None, pretrained: str | None = None,
-             input_size: tuple[int, int] = (288, 144), device: torch.device | str = "cpu", **options) -> Embedder:
-        """From exactly one of a run checkpoint and a backbone name (the command line's model options)."""
+    def load(
+            cls,
+            checkpoint: str | Path | None = None,
+            backbone: str | None = None,
+            pretrained: str | Path | None = None,
+            input_size: tuple[int, int] | str = (288, 144),
+            device: DeviceName = "auto",
+            batch_size: int | None = None,
+            compile: CompileMode = "auto",
+            amp: AmpMode = "auto",
+    ) -> Embedder:
+        """The Embedder the command line's model options describe: exactly one of a run checkpoint and a backbone
+        name, on ``device`` ("auto": CUDA when there is a GPU), in batches of ``batch_size`` (default 256 on CUDA,
+        64 on a CPU), with AMP and compile resolved for the device.
+
+        Args:
+            input_size: (height, width) or "HxW" for a backbone (a checkpoint has its own).
+        """
         if (checkpoint is None) == (backbone is None):
             raise ReidError("give either --checkpoint or --backbone")
+        torch_device = resolve_device(device)
+        options = dict(batch_size=batch_size or (256 if torch_device.type == "cuda" else 64),
+                       amp_dtype=resolve_amp(amp, torch_device), compile=compile)
         if checkpoint is not None:
-            return cls.from_checkpoint(checkpoint, device, **options)
-        return cls.from_backbone(backbone, input_size, pretrained, device, **options)
+            return cls.from_checkpoint(checkpoint, torch_device, **options)
+        size = parse_size(input_size, "--input-size") if isinstance(input_size, str) else input_size
+        return cls.from_backbone(backbone, size, pretrained, torch_device, **options)
 
     def identity(self) -> dict[str, str | None]:
         """What was embedded with, for reports: backbone, checkpoint (or weights) file and its sha256."""
@@ -156,29 +189,42 @@ class Embedder:
         """Why the model runs at another size than asked (fixed-size backbones), or None."""
         return self.model.size_note
 
-    def features(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> torch.Tensor:
-        """(N, D) float32 BNNeck features on the CPU, in the order of ``samples``."""
-        return extract_features(self.model, samples, self.pipeline, self.batch_size, self.device, self.seq_len,
-                                self.num_workers, self.amp_dtype, progress, self.compile)
+    def embed(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        """(N, D) float32 embeddings on the CPU, in the order of ``samples``."""
+        return embed_samples(self.model, samples, self.pipeline, self.batch_size, self.device, self.seq_len,
+                             self.num_workers, self.amp_dtype, progress, self.compile, self.on_fallback)
 
     def embeddings(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """L2-normalised retrieval embeddings as a float32 array (for FAISS)."""
-        return torch.nn.functional.normalize(self.features(samples, progress), dim=1).numpy()
+        """L2-normalised embeddings as a float32 array (for FAISS and other cosine search)."""
+        return torch.nn.functional.normalize(self.embed(samples, progress), dim=1).numpy()
+
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[np.ndarray], infrared: Sequence[bool]) -> np.ndarray:
+        """L2-normalised embeddings of decoded images ((H, W, 3) uint8 arrays, e.g. uploads), in forward passes of
+        ``batch_size``: what a server calls with the images of several requests at once."""
+        self.model.eval()
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.pipeline([image])[0] for image in images[start:start + self.batch_size]])
+            flags = torch.tensor(list(infrared[start:start + self.batch_size]), device=self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                chunks.append(self.model(batch.to(self.device), flags).embeddings.float().cpu())
+        return torch.nn.functional.normalize(torch.cat(chunks), dim=1).numpy()
 
 
 @dataclass(frozen=True)
-class SampleFeatures:
-    """Features of a set of distinct samples, looked up by sample (what an evaluation embedded, for pictures)."""
+class SampleEmbeddings:
+    """Embeddings of a set of distinct samples, looked up by sample (what an evaluation embedded, for pictures)."""
 
     samples: list[Sample]
-    features: torch.Tensor
+    embeddings: torch.Tensor
 
     def of(self, samples: Sequence[Sample]) -> torch.Tensor:
-        """The features of ``samples`` (each must be one of ``self.samples``), in their order."""
+        """The embeddings of ``samples`` (each must be one of ``self.samples``), in their order."""
         try:
-            return self.features[[self._rows[s] for s in samples]]
+            return self.embeddings[[self._rows[s] for s in samples]]
         except KeyError as error:
-            raise ReidError(f"no features for {error.args[0].path}") from None
+            raise ReidError(f"no embedding of {error.args[0].path}") from None
 
     @cached_property
     def _rows(self) -> dict[Sample, int]:

@@ -21,7 +21,7 @@ def test_broken_checkpoints_are_one_line_errors(checkpoint_file, tmp_path):
 
 def test_a_config_that_does_not_validate_is_named(checkpoint_file):
     path, _ = checkpoint_file(config={"dataset": "market", "data_root": "."})
-    with pytest.raises(CheckpointError, match=r"best.pt \(config\): dataset: Input should be"):
+    with pytest.raises(CheckpointError, match=r"best.pt \(config\): dataset: unknown dataset; choose from llcm"):
         RunCheckpoint.load(path)
     path, _ = checkpoint_file(format="something-else/2")
     with pytest.raises(CheckpointError, match="not a reid training checkpoint"):

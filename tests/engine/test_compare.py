@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from reid.cli import app
 from reid.data import load_dataset
 from reid.engine.compare import run_comparison
 from reid.engine.evaluate import evaluate_dataset
@@ -26,11 +26,14 @@ def test_compare_two_backbones_end_to_end(tiny_config, tmp_path):
         assert row.training_images_per_second > 0
         embedder = Embedder.from_checkpoint(out / row.backbone / "best.pt", num_workers=0)
         expected = evaluate_dataset(embedder, dataset, trials=2).report
-        for direction in ("ir2vis", "vis2ir"):
-            for key in ("rank1", "rank5", "rank20", "mAP", "mINP"):
-                assert row.metrics[direction][key] == round(expected.mean(direction)[key], 2)
+        assert row.report.to_dict()["results"] == expected.to_dict()["results"]
+    # the shared report schema, with every rank, the std over trials and the command
+    stored = data["backbones"][0]["report"]["results"]["ir2vis"]
+    assert set(stored) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "std"}
+    assert set(stored["std"]) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     table = (out / "comparison.md").read_text()
-    assert "| attnet_xxs | 64x32 |" in table and "ir2vis_mAP" in table
+    assert "| attnet_xxs | 64x32 |" in table and "ir2vis_mAP" in table and "ir2vis_rank10" in table and " ± " in table
+    assert "ir2vis_mAP_std" in (out / "comparison.csv").read_text().splitlines()[0]
     # on a CPU the training-step memory is not measured, and the table says so instead of printing 0.0
     assert all(row.training_peak_memory_mb is None for row in rows)
     assert "training_peak_MB is measured on CUDA only" in table and "| 0.0 |" not in table
@@ -39,11 +42,11 @@ def test_compare_two_backbones_end_to_end(tiny_config, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     again = run_comparison(config, ["attnet_xxs", "resnet18"], out, trials=2)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps
-    assert [r.metrics for r in again] == [r.metrics for r in rows]
+    assert [r.report.to_dict()["results"] for r in again] == [r.report.to_dict()["results"] for r in rows]
 
     from_checkpoints = run_comparison(config, ["attnet_xxs"], tmp_path / "again", train=False, checkpoints=out,
                                       trials=2)
-    assert from_checkpoints[0].metrics == rows[0].metrics
+    assert from_checkpoints[0].report.to_dict()["results"] == rows[0].report.to_dict()["results"]
 
 
 def test_compare_cli_refuses_ambiguous_modes(tiny_config, tmp_path):
@@ -56,3 +59,37 @@ def test_compare_cli_refuses_ambiguous_modes(tiny_config, tmp_path):
     missing = runner.invoke(app, ["compare", "--config", str(config), "--backbones", "attnet_xxs", "--output-dir",
                                   str(tmp_path / "o"), "--checkpoints", str(tmp_path)])
     assert missing.exit_code == 2 and "no checkpoint for attnet_xxs" in missing.stderr
+
+
+def test_every_backbone_name_is_checked_before_any_work(tiny_config, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(tiny_config().to_yaml())
+    result = CliRunner().invoke(app, ["compare", "--config", str(config), "--backbones", "attnet_xxs,not_a_model",
+                                      "--output-dir", str(tmp_path / "o"), "--train"])
+    assert result.exit_code == 2 and "unknown backbone not_a_model" in result.stderr
+    assert not (tmp_path / "o").exists()  # nothing trained, nothing left
+    twice = CliRunner().invoke(app, ["compare", "--config", str(config), "--backbones", "attnet_xxs,attnet_xxs",
+                                     "--output-dir", str(tmp_path / "o"), "--train"])
+    assert twice.exit_code == 2 and "names attnet_xxs more than once" in twice.stderr
+
+
+def test_a_backbone_with_a_recipe_of_its_own_trains_with_it_on_the_comparisons_data(tiny_config, tmp_path):
+    from reid.config import load_config
+    from reid.engine.compare import recipe_for
+    from reid.errors import ReidError
+
+    own = tmp_path / "agw_resnet.yaml"
+    own.write_text(tiny_config(optimizer="sgd", lr=0.1, data_root=str(tmp_path), output_dir="elsewhere",
+                               modality_stems=True).to_yaml())
+    config = tiny_config(recipes={"resnet18": str(own)}, device="cpu")
+    settings = recipe_for(config, "resnet18", tmp_path / "compare/resnet18")
+    assert (settings.optimizer, settings.lr, settings.modality_stems) == ("sgd", 0.1, True)  # the recipe's
+    assert settings.data_root == config.data_root and settings.output_dir == str(tmp_path / "compare/resnet18")
+    assert recipe_for(config, "attnet_xxs", tmp_path / "a").optimizer == config.optimizer  # the comparison's
+    shipped = load_config("agw_compare_llcm.yaml")
+    agw = recipe_for(shipped, "resnet50", tmp_path / "r")
+    assert (agw.optimizer, agw.last_stride, agw.modality_stems) == ("sgd", 1, True)  # AGW's own, as published
+    other = tmp_path / "vcm.yaml"
+    other.write_text(tiny_config(dataset="vcm").to_yaml())
+    with pytest.raises(ReidError, match="trains on vcm, the comparison on llcm"):
+        recipe_for(tiny_config(recipes={"resnet18": str(other)}), "resnet18", tmp_path / "x")

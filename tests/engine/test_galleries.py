@@ -5,12 +5,13 @@ from PIL import Image
 
 from reid.data import load_dataset
 from reid.data.samples import Split
-from reid.data.transforms import AugmentConfig, eval_pipeline
+from reid.data.transforms import eval_pipeline
 from reid.engine.galleries import build_gallery, dataset_samples, guess_modality, image_samples
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.index import IndexSettings
 from reid.models.reid_model import ReIDModel
+from reid.settings import AugmentConfig
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_dataset_splits(tiny_llcm):
 def test_a_gallery_from_samples_holds_their_labels_and_embeddings(tiny_llcm, embedder):
     dataset = load_dataset("llcm", tiny_llcm)
     samples = dataset.test_split("ir2vis", 0).gallery
-    gallery = build_gallery(embedder, samples, IndexSettings("flat"))
+    gallery = build_gallery(embedder, samples, IndexSettings(type="flat"))
     assert gallery.manifest.backbone == "attnet_xxs" and gallery.manifest.checkpoint_digest == "abc"
     assert [(r["pid"], r["camid"], r["modality"]) for r in gallery.table.rows()] == [
         (s.pid, s.camid, s.modality) for s in samples]

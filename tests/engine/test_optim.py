@@ -76,3 +76,47 @@ def test_cosine_schedule_warms_up_then_ends_at_min_lr():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
     scheduler.step_update(12)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-6)
+
+
+def agw_learning_rate(lr: float, epoch: int) -> float:
+    """AGW's adjust_learning_rate (mangye16/Cross-Modal-Re-ID-baseline, train.py), written out: the rate of the
+    BNNeck and classifier in a 0-based epoch (the backbone gets a tenth of it)."""
+    if epoch < 10:
+        return lr * (epoch + 1) / 10
+    if epoch < 20:
+        return lr
+    if epoch < 50:
+        return lr * 0.1
+    return lr * 0.01
+
+
+@pytest.mark.parametrize("config_name", ["agw_llcm_resnet50", "agw_llcm_attnet_t2"])
+def test_the_agw_configs_give_agws_rate_in_every_step_of_every_epoch(config_name):
+    from reid.config import load_config
+
+    recipe = load_config(f"{config_name}.yaml")
+    steps = 5
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD([{"params": [model.weight], "lr_scale": recipe.backbone_lr_scale},
+                                 {"params": [model.bias]}], lr=recipe.lr)
+    scheduler = make_scheduler(optimizer, recipe, steps)
+    for update in range(recipe.epochs * steps):  # the rate each update runs at (set by the previous step_update)
+        epoch = update // steps
+        head, backbone = optimizer.param_groups[1]["lr"], optimizer.param_groups[0]["lr"]
+        assert head == pytest.approx(agw_learning_rate(recipe.lr, epoch)), (epoch, update)
+        assert backbone == pytest.approx(0.1 * agw_learning_rate(recipe.lr, epoch)), (epoch, update)
+        scheduler.step_update(update + 1)
+
+
+def test_agws_resnet50_recipe_decays_every_parameter():
+    from reid.config import load_config
+    from reid.engine.checkpoint import build_model
+
+    recipe = load_config("agw_llcm_resnet50.yaml").model_copy(update={"input_height": 64, "input_width": 32})
+    model = build_model(recipe, 7)
+    optimizer = make_optimizer(model, recipe)
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [5e-4, 5e-4]  # backbone, then head
+    trained = {id(p) for p in model.parameters() if p.requires_grad}
+    decayed = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert decayed == trained  # BN weights and biases, the BNNeck, the classifier: all of them
+    assert [group["lr_scale"] for group in optimizer.param_groups] == [0.1, 1.0]

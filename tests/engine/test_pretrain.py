@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from reid.cli import app
 from reid.config import PretrainConfig
 from reid.engine.pretrain import pretrain
 from reid.errors import ReidError

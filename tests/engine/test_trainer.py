@@ -8,7 +8,7 @@ from reid.data import load_dataset
 from reid.data.sampler import CrossModalityIdentitySampler
 from reid.engine import trainer as trainer_module
 from reid.engine.checkpoint import RunCheckpoint
-from reid.engine.trainer import NonFiniteLossError, RunFiles, Trainer
+from reid.engine.trainer import NonFiniteLossError, RunDirectory, Trainer
 from reid.errors import ReidError
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_run_directory_has_every_artifact(tiny_config):
     config = tiny_config()
     report = Trainer(config).fit()
-    root = RunFiles(Path(config.output_dir))
+    root = RunDirectory(Path(config.output_dir))
     for path in (root.config, root.last, root.best, root.metrics, root.curves):
         assert path.is_file(), path
     rows = list(csv.DictReader(root.metrics.open()))
@@ -64,7 +64,7 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_config, tmp_path, monke
 
 def test_resume_refuses_a_different_model(tiny_config):
     Trainer(tiny_config(epochs=1)).fit()
-    with pytest.raises(trainer_module.ReidError, match="backbone \\('attnet_xxs' vs 'attnet_xs'\\)"):
+    with pytest.raises(ReidError, match="cannot change: backbone \\('attnet_xxs' -> 'attnet_xs'\\)"):
         Trainer(tiny_config(epochs=2, backbone="attnet_xs"), resume=True).fit()
 
 
@@ -95,7 +95,7 @@ def test_video_training_and_evaluation_on_tracklets(tiny_vcm, tiny_config):
     model = checkpoint.model()
     assert checkpoint.config.seq_len == 4
     with torch.no_grad():
-        assert model(torch.randn(2, 4, 3, 64, 32)).bn_features.shape == (2, 240)
+        assert model(torch.randn(2, 4, 3, 64, 32)).embeddings.shape == (2, 240)
 
 
 def test_torchrun_ddp_on_cpu(tiny_config, tmp_path):
@@ -107,9 +107,9 @@ def test_torchrun_ddp_on_cpu(tiny_config, tmp_path):
     path = tmp_path / "ddp.yaml"
     path.write_text(config.to_yaml())
     torchrun = Path(sys.executable).with_name("torchrun")
-    cli = Path(__file__).parents[2] / "cli.py"
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(cli), "train", "--config", str(path)],
-                            capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "reid", "train", "--config", str(path)],
+                            capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"},
+                            cwd=tmp_path)  # from any directory
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done:") == 1  # only rank 0 speaks
     assert "Grad strides do not match" not in result.stderr
@@ -134,3 +134,74 @@ def test_a_directory_with_a_run_is_not_trained_over(tiny_config):
     assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").digest == first  # untouched
     Trainer(config.model_copy(update={"seed": 5}), overwrite=True).fit()
     assert RunCheckpoint.load(Path(config.output_dir) / "last.pt").digest != first
+
+
+def test_a_resume_applies_a_new_rate_and_says_so(tiny_config, tmp_path):
+    """The advice after a NaN loss (a lower lr, then --resume) works: the resumed steps use the new rate."""
+    from reid.engine.runtime import read_checkpoint
+
+    config = tiny_config(output_dir=str(tmp_path / "run"), epochs=1, warmup_epochs=0, lr_schedule="step",
+                         lr_steps=[50])
+    Trainer(config).fit()
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200)
+    Trainer(config.model_copy(update={"epochs": 2, "lr": 1e-5}), resume=True, console=console).fit()
+    assert "resuming with a changed setting: lr: 0.001 -> 1e-05" in console.file.getvalue()
+    history = read_checkpoint(tmp_path / "run/last.pt", "reid")["history"]
+    assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-5])  # the step schedule's rate, from the new lr
+
+
+def test_a_resume_extends_a_finished_cosine_schedule_and_says_so(tiny_config, tmp_path):
+    from reid.engine.runtime import read_checkpoint
+
+    config = tiny_config(output_dir=str(tmp_path / "run"), epochs=2, warmup_epochs=0, min_lr=1e-6)
+    Trainer(config).fit()
+    finished = read_checkpoint(tmp_path / "run/last.pt", "reid")["history"][-1]["lr"]
+    assert finished == pytest.approx(1e-6)  # a finished cosine sits at min_lr
+    Trainer(config.model_copy(update={"epochs": 4}), resume=True).fit()
+    history = read_checkpoint(tmp_path / "run/last.pt", "reid")["history"]
+    assert len(history) == 4 and history[2]["lr"] > 10 * finished  # re-planned over 4 epochs, not stuck at min
+
+
+def test_a_resume_on_other_data_is_a_one_line_error(tiny_config, tmp_path):
+    from reid.data import make_dataset
+
+    config = tiny_config(output_dir=str(tmp_path / "run"), epochs=1)
+    Trainer(config).fit()
+    other = make_dataset("llcm", tmp_path / "other", 12, seed=5)
+    with pytest.raises(ReidError, match="was trained on 5 identities, but .* has 7 training identities"):
+        Trainer(config.model_copy(update={"data_root": str(other), "epochs": 2}), resume=True).fit()
+
+
+def test_a_validation_split_chooses_best_pt_without_looking_at_the_test_set(tiny_config, monkeypatch):
+    from reid.data.validation import ValidationSet
+
+    config = tiny_config(val_identities=1, epochs=2, eval_every=1)  # 5 training identities: 4 left, one batch
+    evaluated = []
+    original = trainer_module.evaluate_dataset
+
+    def spy(embedder, dataset, **options):
+        evaluated.append(dataset)
+        return original(embedder, dataset, **options)
+
+    monkeypatch.setattr(trainer_module, "evaluate_dataset", spy)
+    Trainer(config).fit()
+    root = RunDirectory(Path(config.output_dir))
+    rows = list(csv.DictReader(root.metrics.open()))
+    assert {"val_ir2vis_mAP", "val_vis2ir_rank1"} <= set(rows[0]) and "ir2vis_mAP" not in rows[0]
+    assert len(evaluated) == 2 and all(isinstance(dataset, ValidationSet) for dataset in evaluated)
+    held = {s.pid for s in evaluated[0].samples}
+    training = {s.pid for s in load_dataset("llcm", config.data_root).train()}
+    assert len(held) == 1 and held <= training
+    best = RunCheckpoint.load(root.best)
+    assert best.num_classes == len(training) - 1  # the held-out identity was not trained on
+    assert best.best == pytest.approx(max(float(r["val_ir2vis_mAP"]) for r in rows), abs=1e-3)
+    assert "validation: 1 training identity held out" in root.log.read_text()
+
+
+def test_too_many_validation_identities_is_a_one_line_error(tiny_config):
+    with pytest.raises(ReidError, match=r"val_identities: 2 is too many; the training set has 5 identities"):
+        Trainer(tiny_config(val_identities=2)).fit()  # 3 would be left, and a batch takes 4
