@@ -2,7 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
-from cli import app
+from reid.cli import app
 
 runner = CliRunner()
 
@@ -13,7 +13,24 @@ def test_models_json_lists_parameter_counts():
     rows = [json.loads(line) for line in result.stdout.splitlines()]  # one object per line, as --help says
     assert [row["name"] for row in rows] == ["attnet_xxs", "attnet_t1"]
     assert rows[1]["params"] == 13714900 and rows[1]["input_size"] == [288, 144] and rows[1]["note"] is None
-    assert rows[1]["weights"] == "missing: weights/AttNet_T1.pth"
+    assert rows[1]["weights"] == "missing: weights/AttNet_T1.pth" and rows[1]["measured"] is False
+
+
+def test_models_answers_at_once_without_torch():
+    """The recorded listing builds nothing: run in a fresh interpreter, it never imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from reid.cli import app; from typer.testing import CliRunner; "
+            "result = CliRunner().invoke(app, ['models', '--json']); assert result.exit_code == 0, result.output; "
+            "print(len(result.stdout.splitlines()), 'torch' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert output == ["20", "False"]
+
+
+def test_models_lists_the_drop_ins_as_having_no_released_weights():
+    result = runner.invoke(app, ["models", "atconv_pvt_v2_b1", "--json"])
+    assert json.loads(result.stdout)["weights"].startswith("none released")
 
 
 def test_models_table():
@@ -46,7 +63,8 @@ def test_data_make_demo_then_check_json(tmp_path):
     result = runner.invoke(app, ["data", "check", "--dataset", "vcm", "--root", str(root), "--json"])
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
-    assert stats["dataset"] == "vcm" and set(stats) == {"dataset", "train", "query", "gallery"}
+    assert stats["dataset"] == "vcm" and set(stats) == {"dataset", "train", "query", "gallery", "root", "ok"}
+    assert stats["ok"] is True and stats["root"] == str(root)
     assert set(stats["train"]["ir"]) == {"ids", "tracklets", "frames", "cameras"}
     assert stats["query"]["ir"]["tracklets"] == 4  # 2 test ids x 2 long infrared tracklets
     again = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(root)])
@@ -77,12 +95,52 @@ def test_data_check_unknown_dataset():
         in result.stderr
 
 
-def test_the_command_line_starts_without_torch_timm_or_faiss():
+def test_option_config_and_path_errors_answer_before_torch_is_loaded(tmp_path):
+    """A typo costs no torch import (seconds): the command line checks options, configs and paths first."""
     import subprocess
     import sys
 
-    code = ("import sys, cli; heavy = [m for m in ('torch', 'timm', 'faiss', 'albumentations', 'cv2') "
-            "if m in sys.modules]; print(heavy)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=__import__("pathlib").Path(__file__).parents[1])
-    assert result.stdout.strip() == "[]"
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("dataset: llcm\ndata_root: .\nlearning_rate: 0.1\n")
+    cases = [
+        ["train", "--config", str(typo)],
+        ["train", "--config", str(tmp_path / "missing.yaml")],
+        ["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--dataset", "llcm", "--data-root", "."],
+        ["evaluate", "--backbone", "attnet_t1", "--input-size", "big", "--dataset", "llcm", "--data-root", "."],
+        ["index", "query", "--index", str(tmp_path), "--checkpoint", str(tmp_path / "x.pt"), "q.jpg"],
+        ["extract", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "e.npz")],
+        ["export", "--backbone", "attnet_t1", "--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "m")],
+    ]
+    code = ("import json, sys; from typer.testing import CliRunner; from reid.cli import app; "
+            "codes = [CliRunner().invoke(app, args).exit_code for args in json.loads(sys.argv[1])]; "
+            "print(codes, 'torch' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert output == f"{[2] * len(cases)} False"
+
+
+def test_a_missing_extra_is_named_with_its_brackets(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"dataset: llcm\ndata_root: {tmp_path}\n")
+    result = runner.invoke(app, ["train", "--config", str(config), "--tensorboard"])
+    assert result.exit_code == 2 and "pip install -e '.[tensorboard]'" in result.stderr  # not eaten as markup
+
+
+def test_help_shows_plain_metavars_and_every_set_example_is_a_key():
+    import re
+
+    from reid.config import PretrainConfig, TrainConfig
+
+    for command, kind in (("train", TrainConfig), ("pretrain", PretrainConfig), ("compare", TrainConfig),
+                          ("demo", TrainConfig), ("index", None), ("serve", None), ("evaluate", None)):
+        shown = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}).stdout
+        assert "<bool>" not in shown and "<int range>" not in shown and "<str>" not in shown, command
+        # no choice broken across lines at 80 columns (it was "<auto|off|default|max-autot" / "une|...>")
+        assert shown.count("max-autot") == shown.count("max-autotune"), command
+        if kind is not None:
+            examples = re.findall(r"--set ([a-z_]+)=", " ".join(shown.split()))
+            assert examples and all(key in kind.model_fields for key in examples), (command, examples)

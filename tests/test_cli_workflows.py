@@ -6,7 +6,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from cli import app
+from reid.cli import app
 from reid.data import load_dataset, make_dataset
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.inference import Embedder
@@ -28,6 +28,7 @@ def trained(tmp_path_factory):
         num_workers=0)))
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 0, result.output
+    assert result.stdout.count("training attnet_xxs on llcm") == 1  # said once, by the trainer
     return root, config, base / "run"
 
 
@@ -112,7 +113,7 @@ def test_user_errors_exit_2_with_one_line(trained, tmp_path):
         (["train", "--config", str(config), "--batch-size", "10"], "--batch-size must be a multiple of"),
         (["evaluate", "--dataset", "llcm", "--data-root", str(root)], "give either --checkpoint or --backbone"),
         (["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--dataset", "llcm", "--data-root", str(root)],
-         "x.pt: no such checkpoint"),
+         "x.pt: no such file"),
         (["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm", "--data-root", str(root),
           "--direction", "up"], "error: Invalid value for '--direction': 'up' is not one of 'ir2vis', 'vis2ir', "
                                 "'both'"),
@@ -205,14 +206,13 @@ def test_sigterm_stops_training_with_a_resume_hint(trained, tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     _, config, _ = trained
     long_run = tmp_path / "long.yaml"
     values = yaml.safe_load(config.read_text()) | {"output_dir": str(tmp_path / "run"), "epochs": 200}
     long_run.write_text(yaml.safe_dump(values))
-    cli = Path(__file__).parents[1] / "cli.py"
-    process = subprocess.Popen([sys.executable, str(cli), "train", "--config", str(long_run)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "reid", "train", "--config", str(long_run)],
+                               stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     while not (tmp_path / "run/last.pt").is_file() and time.monotonic() < deadline and process.poll() is None:
@@ -220,11 +220,20 @@ def test_sigterm_stops_training_with_a_resume_hint(trained, tmp_path):
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
-    assert "terminated (SIGTERM); last.pt keeps the last finished epoch. Continue with: reid train" in stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
     from reid.engine.checkpoint import RunCheckpoint
 
-    assert RunCheckpoint.load(tmp_path / "run/last.pt").epoch >= 1
+    epoch = RunCheckpoint.load(tmp_path / "run/last.pt").epoch
+    hint = f"terminated (SIGTERM); {tmp_path / 'run/last.pt'} keeps epoch {epoch}. Continue with: "
+    assert hint in stderr and "Traceback" not in stderr and epoch >= 1
+    # the hint alone continues the run as it was configured (the run's own config.yaml), toward its 200 epochs
+    command = stderr.split("Continue with: ")[1].split()
+    assert command == ["reid", "train", "--output-dir", str(tmp_path / "run"), "--resume"]
+    resumed = runner.invoke(app, [*command[1:], "--epochs", str(epoch + 1)])  # shortened, and said so
+    assert resumed.exit_code == 0, resumed.output
+    said = resumed.stdout.replace("\n", " ")
+    assert f"resuming with a changed setting: epochs: 200 -> {epoch + 1}" in said
+    assert f"resuming {tmp_path / 'run'} after epoch {epoch}" in said
+    assert RunCheckpoint.load(tmp_path / "run/last.pt").epoch == epoch + 1
 
 
 def test_train_with_overrides_writes_its_log_and_tensorboard(trained, tmp_path):
@@ -288,3 +297,94 @@ def test_gallery_camera_filters_and_known_labels(trained, tmp_path):
     assert 2 not in {h["camid"] for h in hits("--exclude-camera", "2")}
     labelled = [h for h in everything if h["path"] == str(extra.resolve())]
     assert labelled and labelled[0]["pid"] == 4242 and labelled[0]["camid"] == 7
+
+
+def test_concurrent_writers_readers_builds_and_trainings_lose_nothing(trained, tmp_path):
+    """Adds, a removal, a compaction and a build race on one gallery while this process keeps reading it; two
+    trainings race for one run directory."""
+    import os
+    import subprocess
+    import sys
+
+    from reid.index import Gallery
+
+    root, config, run = trained
+    gallery = tmp_path / "g"
+    model = ["--checkpoint", str(run / "best.pt"), "--device", "cpu"]
+    built = runner.invoke(app, ["index", "build", *model, "--dataset", "llcm", "--data-root", str(root), "--out",
+                                str(gallery)])
+    assert built.exit_code == 0, built.output
+    before = Gallery.load(gallery)
+    removed = before.table.paths[0]
+    new = [str(p) for p in sorted((root / "train_vis").rglob("*.jpg"))[:6]]
+    reid = [sys.executable, "-m", "reid"]
+    train = [*reid, "train", "--config", str(config), "--output-dir", str(tmp_path / "race"), "--epochs", "3"]
+    commands = {
+        "add-1": [*reid, "index", "add", "--index", str(gallery), *model, *new[:3]],
+        "add-2": [*reid, "index", "add", "--index", str(gallery), *model, *new[3:]],
+        "remove": [*reid, "index", "remove", "--index", str(gallery), removed],
+        "compact": [*reid, "index", "compact", "--index", str(gallery)],
+        "build": [*reid, "index", "build", *model, "--images", new[0], "--out", str(gallery)],
+        "train-1": train, "train-2": train,
+    }
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    processes = {name: subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=environment) for name, command in commands.items()}
+    loads = 0
+    while any(process.poll() is None for process in processes.values()):
+        gallery_now = Gallery.load(gallery)  # a reader never sees an error or half a save
+        assert gallery_now.index.ntotal == len(gallery_now.table)
+        loads += 1
+    outputs = {name: process.communicate() for name, process in processes.items()}
+    codes = {name: process.returncode for name, process in processes.items()}
+    for name in ("add-1", "add-2", "remove", "compact"):
+        assert codes[name] == 0, (name, outputs[name][1])
+    assert codes["build"] == 2 and "already holds a gallery" in outputs["build"][1]  # no --overwrite: refused
+    assert sorted([codes["train-1"], codes["train-2"]]) == [0, 2]
+    refused = outputs["train-1" if codes["train-1"] else "train-2"][1]
+    assert "is in use by process" in refused and "Traceback" not in refused
+    after = Gallery.load(gallery)
+    live = {row["path"] for row in after.table.rows() if not row["removed"]}
+    assert live == ({row["path"] for row in before.table.rows()} - {removed}) | {os.path.abspath(p) for p in new}
+    assert loads > 0
+
+
+def test_the_faults_of_an_attacker_are_one_line_errors(trained, tmp_path):
+    import os
+
+    import torch
+
+    from reid.engine.checkpoint import RunCheckpoint
+
+    root, config, run = trained
+    model = ["--checkpoint", str(run / "best.pt")]
+    image = sorted((root / "test_nir").rglob("*.jpg"))[0]
+    gallery = tmp_path / "g"
+    assert runner.invoke(app, ["index", "build", *model, "--images", str(image), "--out", str(gallery)]).exit_code == 0
+    # a checkpoint whose weights went NaN: its embeddings are refused, not stored
+    state = RunCheckpoint.load(run / "best.pt").state
+    state["model"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "nan.pt")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(image.read_bytes())
+    os.mkfifo(folder / "pipe.jpg")  # a FIFO named like an image: never opened (it would block)
+    cases = [
+        (["index", "build", *model, "--images", str(image), "--out", str(gallery)], "already holds a gallery"),
+        (["index", "build", "--checkpoint", str(tmp_path / "nan.pt"), "--images", str(image), "--out",
+          str(tmp_path / "g2")], "embeddings are not finite (NaN or infinite)"),
+        (["index", "add", "--index", "/", *model, str(image)], "/: cannot be a gallery directory"),
+        (["index", "query", "--index", str(gallery), *model, str(folder / "pipe.jpg")], "not a regular file"),
+        (["evaluate", *model, "--dataset", "sysu", "--data-root", str(root), "--direction", "vis2ir"],
+         "SYSU-MM01's official protocol has no vis2ir search"),
+        (["train", "--config", str(config), "--output-dir", str(tmp_path / ("x" * 300))], "cannot be written"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    added = runner.invoke(app, ["index", "add", "--index", str(gallery), *model, str(folder)])
+    assert added.exit_code == 0 and "added 1 items; the gallery now holds 2" in added.stdout  # the FIFO skipped
+    rebuilt = runner.invoke(app, ["index", "build", *model, "--images", str(folder), "--out", str(gallery),
+                                  "--overwrite"])
+    assert rebuilt.exit_code == 0, rebuilt.output
