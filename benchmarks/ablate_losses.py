@@ -74,7 +74,7 @@ def triplet_geometry(checkpoint: Path, data_root: Path | None = None, batches: i
         pids = torch.tensor([item[1] for item in items])
         with torch.no_grad():
             output = model(torch.stack([item[0] for item in items]), torch.tensor([item[3] for item in items]))
-        for name, features in (("pooled", output.features), ("bnneck", output.bn_features)):
+        for name, features in (("pooled", output.pooled), ("bnneck", output.embeddings)):
             distance = cosine(features)
             anchors, positives, negatives = miner(features, pids)
             inside = distance[anchors, positives] - distance[anchors, negatives] + config.triplet_margin > 0

@@ -20,10 +20,11 @@ import torch
 from reid.data import load_dataset, make_dataset
 from reid.data.loader import SampleDataset, default_workers, make_loader
 from reid.data.sampler import CrossModalityIdentitySampler
-from reid.data.transforms import AugmentConfig, train_pipelines
+from reid.data.transforms import train_pipelines
 from reid.models.backbones import create_backbone
 from reid.profiling import interleaved_medians
 from reid.report import markdown_table
+from reid.settings import AugmentConfig
 
 
 def loader_rate(samples, workers: int, batches: int) -> float:
