@@ -1,8 +1,5 @@
 """The README's two set-up commands are the ones CI and users run, and its demo figures are the demo's."""
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -57,12 +54,9 @@ def test_the_quoted_figures_lie_in_the_quoted_ranges():
 
 
 @pytest.mark.slow
-def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(tmp_path):
+def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(readme_demo):
     """Runs the README's demo command (two and a half minutes on two cores) outside the repository."""
-    reid = Path(sys.executable).with_name("reid")
-    result = subprocess.run([str(reid), "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=1200,
-                            env=os.environ | {"COLUMNS": "200"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    result, where = readme_demo
     printed = re.search(r"mAP untrained -> trained: ir2vis ([\d.]+)% -> ([\d.]+)%, vis2ir ([\d.]+)% -> ([\d.]+)%",
                         result.stdout.replace("\n", " "))
     assert printed, result.stdout[-2000:]
@@ -74,4 +68,4 @@ def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(tmp
     (ir_low, ir_high), (vis_low, vis_high), margin = readme_demo_ranges()
     assert ir_low - margin <= measured[1] <= ir_high + margin, (measured, quoted)
     assert vis_low - margin <= measured[3] <= vis_high + margin, (measured, quoted)
-    assert (tmp_path / "runs/demo/rank_lists.png").is_file() and (tmp_path / "data/demo-llcm/idx").is_dir()
+    assert (where / "runs/demo/rank_lists.png").is_file() and (where / "data/demo-llcm/idx").is_dir()
