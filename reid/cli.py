@@ -67,6 +67,8 @@ class OneLineErrors(PlainHelp, TyperGroup):
     line on stderr and exit code 2, like the commands' own errors, instead of a framed block."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        global invoked
+        invoked = list(sys.argv[1:] if args is None else args)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as error:
@@ -90,6 +92,14 @@ class OneLineErrors(PlainHelp, TyperGroup):
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else 0)
         return result
+
+
+invoked: list[str] = []  # the arguments of this invocation, as typed (or as a test passed them)
+
+
+def typed_command() -> str:
+    """The command line that is running, for reports (``reid evaluate ... --output m.json``)."""
+    return shlex.join(["reid", *invoked])
 
 
 app = typer.Typer(
@@ -597,7 +607,7 @@ def evaluate_command(
         evaluation = evaluate_dataset(embedder, parsed, running, trials or parsed.num_trials, trial, rerank,
                                       progress=lambda done, total: bar.update(task, completed=done, total=total),
                                       use_index=use_index, per_query=output is not None)
-    evaluation.report.command = shlex.join(["reid", *sys.argv[1:]])
+    evaluation.report.command = typed_command()
     console.print(evaluation.report.table(title=f"{embedder.description} on {parsed.title}, %"))
     if output:
         evaluation.report.save_json(output)
@@ -958,7 +968,7 @@ def compare_command(
     check_backbones(names, settings, checkpoints)  # every name, size and file, before any work
     with stoppable(lambda: "run the same command again to continue where it stopped"):
         rows = run_comparison(settings, names, output_dir, train, checkpoints, trials, console,
-                              shlex.join(["reid", *sys.argv[1:]]))
+                              typed_command())
     table = Table(title=f"{settings.dataset}: {len(rows)} backbones, mean of {trials} trials, %")
     for column in ("backbone", "input", "params (M)", "GMACs", "img/s infer", "img/s train", "ir2vis mAP",
                    "vis2ir mAP"):
@@ -1034,7 +1044,7 @@ def demo_command(
     from reid.engine.demo import run_demo
 
     with stoppable(lambda: "run reid demo again to start over"):
-        result = run_demo(settings, console, command=shlex.join(["reid", *sys.argv[1:]]))
+        result = run_demo(settings, console, command=typed_command())
     console.print("\nmAP untrained -> trained: " + ", ".join(
         f"{direction} {before:.1f}% -> {after:.1f}%" for direction, (before, after) in result.map_change().items()))
     console.print(f"everything is in {output_dir}/: best.pt, last.pt, metrics.csv, curves.png, metrics.json, "

@@ -269,7 +269,8 @@ def test_the_metrics_json_says_what_was_evaluated(trained, tmp_path):
     assert data["reranked"] is True and data["protocol"] == "llcm"
     assert data["model"] == {"backbone": "attnet_xxs", "checkpoint": str(run / "best.pt"),
                              "digest": RunCheckpoint.load(run / "best.pt").digest}
-    assert data["command"].split()[0] == "reid"  # the command line as typed (here: the test runner's)
+    assert data["command"] == f"reid evaluate --checkpoint {run / 'best.pt'} --dataset llcm --data-root {root} " \
+                              f"--trials 1 --rerank --output {output} --num-workers 0"  # as typed
     assert "k-reciprocal re-ranked" in result.stdout.replace("\n", " ")
 
 

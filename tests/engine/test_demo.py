@@ -41,7 +41,7 @@ def test_demo_runs_every_stage_and_writes_what_it_says(tmp_path):
     query = load_dataset("llcm", data).test_split("ir2vis", 0)
     assert gallery.live_count == len(query.gallery) and gallery.manifest.backbone == "attnet_xxs"
     assert Image.open(run / "rank_lists.png").size[0] > Image.open(run / "query.png").size[0]  # two panels
-    assert metrics["command"].startswith("reid ")
+    assert metrics["command"].startswith("reid demo --data-dir ")  # what was typed, however the tests were started
 
 
 def test_running_the_demo_again_keeps_the_previous_run_whole(tmp_path, monkeypatch):
