@@ -879,7 +879,7 @@ def serve_command(
 
     service = GalleryService(model.embedder(), index, uploads, evaluation or [])
     application = create_app(service, token, cors_origin, max_batch, max_wait_ms / 1000)
-    writes = "writes need the bearer token" if token else "read-only (no --token-file)"
+    writes = "writes need the bearer token" if token else "read-only: no write token"
     console.print(f"serving {index} ({service.info()['items']} items) on http://{host}:{port}/ ({writes}); "
                   f"the API is described at /docs; Ctrl-C stops")
     uvicorn.run(application, host=host, port=port, log_level="warning")
