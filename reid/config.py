@@ -242,7 +242,7 @@ def config_reference(kind: type[FlatConfig]) -> str:
         kind_name = _type_name(field.annotation)
         default = "required" if field.is_required() else yaml.safe_dump(field.get_default(call_default_factory=True),
                                                                         default_flow_style=True).strip()
-        default = default.removesuffix("\n...").removesuffix("...").strip()
+        default = default.removesuffix("\n...")  # a YAML scalar document ends with an end marker
         resumable = "yes" if key in kind.RESUME_CHANGES else ""
         rows.append(f"| `{key}` | {kind_name} | `{default}` | {field.description or ''} | {resumable} |")
     return "\n".join(rows)

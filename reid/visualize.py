@@ -74,8 +74,7 @@ def ranked(
 
 
 def _thumbnail(sample: Sample, colour: tuple[int, int, int] | None) -> Image.Image:
-    frames = sample.frames
-    image = Image.fromarray(load_image(frames[len(frames) // 2])).resize((TILE[1], TILE[0]))
+    image = Image.fromarray(load_image(sample.shown_frame)).resize((TILE[1], TILE[0]))
     framed = Image.new("RGB", (TILE[1] + 2 * BORDER, TILE[0] + 2 * BORDER), colour or (255, 255, 255))
     framed.paste(image, (BORDER, BORDER))
     return framed

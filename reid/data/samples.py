@@ -42,6 +42,11 @@ class Sample:
         return self.path if isinstance(self.path, tuple) else (self.path,)
 
     @property
+    def shown_frame(self) -> str:
+        """The frame that shows the sample in pictures: the image, or a tracklet's middle frame."""
+        return self.frames[len(self.frames) // 2]
+
+    @property
     def is_tracklet(self) -> bool:
         return isinstance(self.path, tuple)
 

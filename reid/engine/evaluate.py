@@ -162,7 +162,7 @@ def query_records(split, distances: torch.Tensor, protocol: Protocol, result: Ra
 
 def _path(sample: Sample) -> str:
     """A sample's image (a tracklet: its middle frame), absolute."""
-    return os.path.abspath(sample.frames[len(sample.frames) // 2])
+    return os.path.abspath(sample.shown_frame)
 
 
 def dataset_rank_lists(

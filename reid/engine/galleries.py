@@ -5,6 +5,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from reid.data.base import IMAGE_SUFFIXES, ReIDDataset
 from reid.data.images import load_image
 from reid.data.samples import Direction, Modality, Sample, Split
@@ -22,10 +24,14 @@ def sample_metadata(sample: Sample, label: str | None = None) -> dict:
             "camid": sample.camid if sample.camid >= 0 else None, "modality": sample.modality, "label": label}
 
 
-def guess_modality(path: str | Path) -> Modality:
-    """Infrared if the image is grayscale (all channels equal), else visible."""
-    image = load_image(path)
+def image_modality(image: np.ndarray) -> Modality:
+    """Infrared if a decoded (H, W, 3) image is grayscale (all channels equal), else visible."""
     return "ir" if (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all() else "vis"
+
+
+def guess_modality(path: str | Path) -> Modality:
+    """Infrared if the image file is grayscale, else visible (``image_modality``)."""
+    return image_modality(load_image(path))
 
 
 def image_samples(paths: Sequence[str | Path], modality: Modality | None = None) -> list[Sample]:

@@ -27,11 +27,13 @@ from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reid.engine.galleries import image_modality
 from reid.errors import ReidError
 from reid.serve.batching import MicroBatcher
-from reid.serve.service import GalleryService, Query, RequestError, decode_upload, is_grayscale
+from reid.serve.service import GalleryService, Query, RequestError, decode_upload
 
 STATIC = files("reid.serve") / "static"
 
@@ -92,7 +94,7 @@ def create_app(service: GalleryService, token: str | None = None, cors_origins: 
         return uploads
 
     def cameras_kept(cameras: list[int] | None, exclude_cameras: list[int] | None) -> tuple[int, ...] | None:
-        known = set(service.info()["cameras"])
+        known = set(service.cameras())
         for camera in (cameras or []) + (exclude_cameras or []):
             if camera not in known:
                 raise RequestError(f"camera {camera} is not in the gallery (its cameras: "
@@ -127,13 +129,13 @@ def create_app(service: GalleryService, token: str | None = None, cors_origins: 
         else:
             uploads = await read_uploads(images)
             decoded = [decode_upload(data, name, limits) for data, name in uploads]
-            infrared = [query_modality == "ir" if query_modality else is_grayscale(image) for image in decoded]
+            infrared = [(query_modality or image_modality(image)) == "ir" for image in decoded]
             query = Query(decoded, infrared, [name for _, name in uploads], top_k, modality, kept,
                           [None] * len(decoded))
-        results = await batcher.submit(query)
-        return {"version": service.version(), "results": [
+        answer = await batcher.submit(query)
+        return {"version": answer["version"], "results": [
             {"query": name, "query_modality": "ir" if flag else "vis", "query_pid": pid, "hits": hits}
-            for name, flag, pid, hits in zip(query.names, query.infrared, query.pids, results, strict=True)]}
+            for name, flag, pid, hits in zip(query.names, query.infrared, query.pids, answer["hits"], strict=True)]}
 
     @app.post("/api/v1/items", summary="Add images to the gallery", dependencies=[Depends(writer)])
     async def add(
@@ -143,8 +145,6 @@ def create_app(service: GalleryService, token: str | None = None, cors_origins: 
             modality: Annotated[str | None, Form(pattern="^(vis|ir)$", description="default: guessed")] = None,
     ) -> dict:
         uploads = await read_uploads(images)
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(service.add, uploads, pid, camid, modality)
 
     @app.delete("/api/v1/items/{item_id}", summary="Remove an item", dependencies=[Depends(writer)])
@@ -158,8 +158,7 @@ def create_app(service: GalleryService, token: str | None = None, cors_origins: 
 
     @app.get("/api/v1/evaluations/{evaluation}/{direction}", summary="An evaluation's queries, worst first")
     def evaluated_queries(evaluation: int, direction: str) -> dict:
-        service.evaluation_record(evaluation, direction, 0)  # the evaluation and direction exist
-        records = service.evaluations[evaluation].queries[direction]
+        records = service.evaluation_queries(evaluation, direction)
         order = sorted(range(len(records)), key=lambda q: (math.inf if records[q]["ap"] is None else
                                                            records[q]["ap"], q))
         return {"name": service.evaluations[evaluation].name, "direction": direction, "queries": [

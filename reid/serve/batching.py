@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ class MicroBatcher:
         self.max_batch, self.max_wait = max_batch, max_wait
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        self.batches: list[int] = []  # items per batch run, for tests and benchmarks
+        self.batches: deque[int] = deque(maxlen=1000)  # items per recent batch, for tests and benchmarks
 
     async def submit(self, item: Any) -> Any:
         """The result of ``item``, processed in the next batch (an exception of the batch is raised here)."""

@@ -23,14 +23,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from reid.data.images import load_image, to_rgb_array
-from reid.engine.galleries import sample_metadata
+from reid.engine.galleries import image_modality, sample_metadata
 from reid.engine.inference import Embedder
 from reid.errors import ReidError
 from reid.index import Gallery
 from reid.index.store import gallery_path
 from reid.io import atomic_write, regular_file
+from reid.visualize import TILE
 
-THUMBNAIL = (128, 64)  # height, width, as the rank-list pictures draw them
 IMAGE_SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp"}
 
 
@@ -83,11 +83,6 @@ def decode_upload(data: bytes, name: str, limits: Limits) -> np.ndarray:
                        413)
 
 
-def is_grayscale(image: np.ndarray) -> bool:
-    """All channels equal: an infrared image (as ``reid.engine.galleries.guess_modality`` guesses)."""
-    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
-
-
 class GalleryService:
     """The model, the gallery and the evaluations a server answers from.
 
@@ -120,27 +115,30 @@ class GalleryService:
             return None
         return status.st_ino, status.st_ctime_ns
 
-    def gallery(self) -> Gallery:
-        """The gallery as it is on disk now (reloaded when a save has swapped in a new version)."""
+    def current(self) -> tuple[Gallery, int]:
+        """The gallery as it is on disk now (reloaded when a save has swapped in a new version), and which version
+        it is (its directory's inode: every save swaps in a new directory)."""
         with self._lock:
-            version = self._stat()
-            if self._gallery is None or version != self._version:
-                self._gallery, self._version = Gallery.load(self.path), version
-            return self._gallery
+            status = self._stat()
+            if self._gallery is None or status != self._version:
+                self._gallery, self._version = Gallery.load(self.path), status
+            return self._gallery, self._version[0]
 
-    def version(self) -> int:
-        """Which version of the gallery answers (its directory's inode: every save swaps in a new one)."""
-        self.gallery()
-        return self._version[0]
+    def gallery(self) -> Gallery:
+        return self.current()[0]
+
+    def cameras(self, gallery: Gallery | None = None) -> list[int]:
+        """The known cameras of the gallery's live items."""
+        table = (gallery or self.gallery()).table
+        return sorted({int(c) for c in table.camids[~table.removed] if c >= 0})
 
     def info(self) -> dict:
-        gallery = self.gallery()
-        live = ~gallery.table.removed
-        cameras = sorted({int(c) for c in gallery.table.camids[live] if c >= 0})
+        gallery, version = self.current()
+        cameras = self.cameras(gallery)
         return {"items": gallery.live_count, "embedding_size": gallery.manifest.embedding_size,
                 "backbone": gallery.manifest.backbone, "checkpoint_digest": gallery.manifest.checkpoint_digest,
                 "index_type": gallery.settings.type, "factory": gallery.manifest.factory,
-                "by_modality": gallery.counts_by_modality(), "cameras": cameras, "version": self._version[0],
+                "by_modality": gallery.counts_by_modality(), "cameras": cameras, "version": version,
                 "evaluations": [{"name": e.name, "dataset": e.dataset, "directions": list(e.queries)}
                                 for e in self.evaluations]}
 
@@ -153,18 +151,19 @@ class GalleryService:
         return Query([image], [row["modality"] == "ir"], [f"item {item_id}"], top_k, modality, cameras,
                      [row["pid"]])
 
-    def search(self, queries: Sequence[Query]) -> list[list[list[dict]]]:
-        """The hits of every image of every query: the images of all queries embedded in one forward pass, the
-        queries with the same filters searched together (what the micro-batcher calls)."""
+    def search(self, queries: Sequence[Query]) -> list[dict]:
+        """Per query, the version of the gallery that answered and the hits of each of its images: the images of
+        all queries embedded in one forward pass, the queries with the same filters searched together (what the
+        micro-batcher calls)."""
         images = [image for query in queries for image in query.images]
         infrared = [flag for query in queries for flag in query.infrared]
         vectors = self.embedder.embed_images(images, infrared)
-        gallery = self.gallery()
+        gallery, version = self.current()
         rows, start = [], 0
         for query in queries:
             rows.append(list(range(start, start + len(query.images))))
             start += len(query.images)
-        results: list[list[list[dict]] | None] = [None] * len(queries)
+        results: list[dict | None] = [None] * len(queries)
         groups: dict[tuple, list[int]] = {}
         for number, query in enumerate(queries):
             groups.setdefault((query.modality, query.cameras), []).append(number)
@@ -174,8 +173,9 @@ class GalleryService:
             hits = gallery.search(vectors[wanted], top_k, modality=modality, camids=cameras)
             found = iter(hits)
             for number in members:
-                results[number] = [[self._hit(hit) for hit in next(found)[:queries[number].top_k]]
-                                   for _ in queries[number].images]
+                results[number] = {"version": version,
+                                   "hits": [[self._hit(hit) for hit in next(found)[:queries[number].top_k]]
+                                            for _ in queries[number].images]}
         return results
 
     def _hit(self, hit) -> dict:
@@ -197,7 +197,7 @@ class GalleryService:
             path = self.uploads / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
             if not regular_file(path):
                 atomic_write(path, lambda temporary, data=data: temporary.write_bytes(data))
-            kind = modality or ("ir" if is_grayscale(image) else "vis")
+            kind = modality or image_modality(image)
             images.append(image)
             samples.append(Sample(str(path), -1 if pid is None else pid, -1 if camid is None else camid, kind))
         vectors = self.embedder.embed_images(images, [s.modality == "ir" for s in samples])
@@ -225,16 +225,21 @@ class GalleryService:
             raise RequestError(f"rank must be 0 (the query) to {len(record['top'])}, got {rank}", 404)
         return thumbnail(record["query"] if rank == 0 else record["top"][rank - 1]["path"])
 
-    def evaluation_record(self, evaluation: int, direction: str, query: int) -> dict:
+    def evaluation_queries(self, evaluation: int, direction: str) -> list[dict]:
+        """An evaluation's per-query records of one direction (a 404 RequestError names what does not exist)."""
         if not 0 <= evaluation < len(self.evaluations):
             raise RequestError(f"no evaluation {evaluation} (the server shows {len(self.evaluations)})", 404)
         queries = self.evaluations[evaluation].queries
         if direction not in queries:
             raise RequestError(f"evaluation {evaluation} has no {direction!r} search ({', '.join(queries)})", 404)
-        if not 0 <= query < len(queries[direction]):
-            raise RequestError(f"evaluation {evaluation} has {len(queries[direction])} {direction} queries, not "
-                               f"{query + 1}", 404)
-        return queries[direction][query]
+        return queries[direction]
+
+    def evaluation_record(self, evaluation: int, direction: str, query: int) -> dict:
+        records = self.evaluation_queries(evaluation, direction)
+        if not 0 <= query < len(records):
+            raise RequestError(f"evaluation {evaluation} has {len(records)} {direction} queries, not {query + 1}",
+                               404)
+        return records[query]
 
     @staticmethod
     def _row(gallery: Gallery, item_id: int) -> dict:
@@ -253,7 +258,7 @@ def _frame(path: str | list[str], first: bool = False) -> str:
 
 def thumbnail(path: str) -> bytes:
     """A JPEG thumbnail of an image file, the size of the rank-list pictures' tiles."""
-    image = Image.fromarray(load_image(path)).resize((THUMBNAIL[1], THUMBNAIL[0]), Image.Resampling.BILINEAR)
+    image = Image.fromarray(load_image(path)).resize((TILE[1], TILE[0]), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

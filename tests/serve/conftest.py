@@ -35,3 +35,44 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedder(served):
     return Embedder.from_checkpoint(served[1])
+
+
+@pytest.fixture
+def start_serve():
+    """Start ``reid serve ARGUMENTS`` on a free loopback port and wait for its health check: returns (process,
+    base URL). Servers still running at the end of the test are stopped."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    started = []
+
+    def start(arguments, environment=None):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen([sys.executable, "-m", "reid", "serve", "--port", str(port), *arguments],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=os.environ | (environment or {}))
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"reid serve exited: {process.communicate()[1][-2000:]}")
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    return process, base
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise AssertionError("reid serve did not answer within two minutes")
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)

@@ -249,7 +249,7 @@ def test_writes_need_the_token_and_a_server_without_one_is_read_only(embedder, g
 
 
 def test_an_added_image_is_on_disk_and_found_at_once(client, gallery, served, tmp_path):
-    before = client.get("/api/v1/gallery").json()["items"]
+    before, old_version = (client.get("/api/v1/gallery").json()[key] for key in ("items", "version"))
     root = served[0]
     query = load_dataset("llcm", root).test_split("ir2vis", 0).query
     new = next(s for s in query if s.path not in {row["path"] for row in gallery_rows(gallery)})
@@ -261,8 +261,10 @@ def test_an_added_image_is_on_disk_and_found_at_once(client, gallery, served, tm
     assert on_disk.live_count == before + 1 and on_disk.table.row(item)["pid"] == 4242
     stored = Path(on_disk.table.row(item)["path"])
     assert stored.parent == gallery.with_name("gallery.uploads") and stored.read_bytes() == png(new.path)
-    hit = client.post("/api/v1/search", files=upload(new.path), data={"top_k": "1"}).json()["results"][0]["hits"][0]
+    answer = client.post("/api/v1/search", files=upload(new.path), data={"top_k": "1"}).json()
+    hit = answer["results"][0]["hits"][0]
     assert (hit["item_id"], hit["pid"], hit["modality"]) == (item, 4242, "ir")
+    assert answer["version"] != old_version and answer["version"] == client.get("/api/v1/gallery").json()["version"]
     again = client.post("/api/v1/items", files=upload(new.path), data=data, headers=AUTH).json()
     assert again["added"] == 0 and again["items"] == before + 1  # the same content is one item
 

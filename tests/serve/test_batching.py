@@ -23,22 +23,22 @@ def test_items_that_arrive_together_form_one_batch_and_keep_their_order():
 
     batcher = MicroBatcher(double, max_batch=32, max_wait=0.05)
     assert run_together(batcher, range(10)) == [2 * i for i in range(10)]
-    assert seen == [list(range(10))] and batcher.batches == [10]
+    assert seen == [list(range(10))] and list(batcher.batches) == [10]
 
 
 def test_a_batch_holds_at_most_max_batch_images():
     batcher = MicroBatcher(lambda batch: list(batch), size=lambda item: item[1], max_batch=5, max_wait=0.05)
     items = [(n, 2) for n in range(6)]  # two images each: two fit in five, a third would not
     assert run_together(batcher, items) == items
-    assert batcher.batches == [2, 2, 2]
+    assert list(batcher.batches) == [2, 2, 2]
     whole = MicroBatcher(lambda batch: list(batch), size=lambda item: item[1], max_batch=5, max_wait=0.05)
     assert run_together(whole, [(0, 9), (1, 1)]) == [(0, 9), (1, 1)]  # one too large for a batch still runs
-    assert whole.batches == [1, 1]
+    assert list(whole.batches) == [1, 1]
 
 
 def test_max_batch_one_is_one_item_at_a_time():
     batcher = MicroBatcher(lambda batch: [len(batch)] * len(batch), max_batch=1, max_wait=0.05)
-    assert run_together(batcher, range(5)) == [1] * 5 and batcher.batches == [1] * 5
+    assert run_together(batcher, range(5)) == [1] * 5 and list(batcher.batches) == [1] * 5
 
 
 def test_a_lone_item_waits_no_longer_than_max_wait():

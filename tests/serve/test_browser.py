@@ -7,10 +7,6 @@ REID_SERVE_SCREENSHOTS=DIR the screenshots are also written to DIR (how docs/ser
 """
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -49,38 +45,17 @@ def browser():
     session.quit()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def live_server(readme_demo, tmp_path):
+def live_server(readme_demo, start_serve, tmp_path):
     """``reid serve`` as the README shows it, over a copy of the demo's gallery, on a free loopback port."""
     _, where = readme_demo
     run = where / "runs/demo"
     gallery = tmp_path / "gallery"
     shutil.copytree(run / "gallery", gallery)
     (tmp_path / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    command = [sys.executable, "-m", "reid", "serve", "--index", str(gallery), "--checkpoint", str(run / "best.pt"),
-               "--evaluation", str(run / "metrics.json"), "--token-file", str(tmp_path / "token"), "--port",
-               str(port), "--device", "cpu"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, server.communicate()[1][-2000:]
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "reid serve did not answer within two minutes"
-            time.sleep(0.3)
-    yield base, load_dataset("llcm", where / "data/demo-llcm")
-    server.terminate()
-    server.communicate(timeout=30)
+    _, base = start_serve(["--index", str(gallery), "--checkpoint", str(run / "best.pt"), "--evaluation",
+                           str(run / "metrics.json"), "--token-file", str(tmp_path / "token"), "--device", "cpu"])
+    return base, load_dataset("llcm", where / "data/demo-llcm")
 
 
 def screenshot(browser, tmp_path, name):

@@ -1,9 +1,6 @@
 """``reid serve`` on the command line: safe defaults, one-line refusals, and a live server that answers and stops."""
 import signal
-import socket
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -76,39 +73,11 @@ def test_without_the_serve_extra_the_answer_is_how_to_install_it(served, monkeyp
     assert result.exit_code == 2 and "pip install 'vireid[serve]'" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(arguments, port, environment=None):
-    """A live ``reid serve`` on 127.0.0.1:port, once it answers its health check."""
-    import os
-
-    process = subprocess.Popen([sys.executable, "-m", "reid", "serve", "--port", str(port), *arguments],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=os.environ | (environment or {}))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"reid serve exited: {process.communicate()[1][-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise AssertionError("reid serve did not answer within two minutes")
-
-
-def test_a_live_server_answers_on_loopback_and_stops_on_ctrl_c(served):
+def test_a_live_server_answers_on_loopback_and_stops_on_ctrl_c(served, start_serve):
     _, checkpoint, gallery, report = served
-    port = free_port()
-    server = start_server(["--index", str(gallery), "--checkpoint", str(checkpoint), "--device", "cpu",
-                           "--evaluation", str(report)], port, {TOKEN_VARIABLE: ""})
+    server, base = start_serve(["--index", str(gallery), "--checkpoint", str(checkpoint), "--device", "cpu",
+                                "--evaluation", str(report)], {TOKEN_VARIABLE: ""})
     try:
-        base = f"http://127.0.0.1:{port}"
         info = httpx.get(f"{base}/api/v1/gallery").json()
         assert info["items"] > 0 and info["evaluations"][0]["name"] == "report.json"
         answer = httpx.post(f"{base}/api/v1/search", data={"item_id": "0", "top_k": "3"}).json()
@@ -120,4 +89,4 @@ def test_a_live_server_answers_on_loopback_and_stops_on_ctrl_c(served):
         server.send_signal(signal.SIGINT)
         out, err = server.communicate(timeout=30)
     assert server.returncode in (0, 130), err
-    assert f"on http://127.0.0.1:{port}/ (read-only" in out.replace("\n", " ")
+    assert f"on {base}/ (read-only" in out.replace("\n", " ")
