@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reid.data.base import IMAGE_SUFFIXES, ReIDDataset
 from reid.data.protocols import CUSTOM
-from reid.data.samples import Direction, EvalSplit, Modality, Sample
+from reid.data.samples import UNKNOWN, Direction, EvalSplit, Modality, Sample
 from reid.data.synthetic import World, save_image, split_ids
 from reid.io import directory, regular_file
 
@@ -33,9 +33,9 @@ TEST_FRACTION = 0.4
 
 
 def camera_in(name: str) -> int:
-    """The camera a file name gives as "c3" or "cam3" (not inside a word), or 0 when it names none."""
+    """The camera a file name gives as "c3" or "cam3" (not inside a word), or UNKNOWN (-1) when it names none."""
     match = re.search(r"(?:^|[^a-z])c(?:am)?(\d+)", name.lower())
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else UNKNOWN
 
 
 class Folder(ReIDDataset):
@@ -113,7 +113,7 @@ class Folder(ReIDDataset):
         if not regular_file(path):
             problems.append(f"{where}: missing image {path}")
             return None
-        return Sample(str(path), int(row["identity"]), int(row["camera"] or 0), modality)
+        return Sample(str(path), int(row["identity"]), int(row["camera"]) if row["camera"] else UNKNOWN, modality)
 
     def _scan_folders(self, problems: list[str]) -> list[tuple[None, Sample]]:
         rows = []

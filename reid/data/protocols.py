@@ -39,8 +39,8 @@ def _same_identity_and_camera(query_pids, query_camids, gallery_pids, gallery_ca
 
 
 def _same_identity_and_known_camera(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:
-    # camera 0 is unknown: nothing is known to be the query's own view, so nothing is hidden
-    return (query_pids == gallery_pids) & (query_camids == gallery_camids) & (query_camids > 0)
+    # an unknown camera (-1) is nobody's own view: nothing is known to be the query's, so nothing is hidden
+    return (query_pids == gallery_pids) & (query_camids == gallery_camids) & (query_camids >= 0)
 
 
 def _camera3_drops_camera2(query_pids, query_camids, gallery_pids, gallery_camids) -> torch.Tensor:

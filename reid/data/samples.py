@@ -10,6 +10,7 @@ Modality = Literal["vis", "ir"]
 MODALITIES: tuple[Modality, ...] = ("vis", "ir")
 Direction = Literal["ir2vis", "vis2ir"]
 DIRECTIONS: tuple[Direction, ...] = ("ir2vis", "vis2ir")
+UNKNOWN = -1  # a pid or camera that is not known (an unlabelled image, a folder dataset's unnamed camera)
 
 
 class Split(str, Enum):
@@ -28,7 +29,7 @@ class Sample:
     Attributes:
         path: Image path, or the tuple of frame paths of a tracklet (in temporal order).
         pid: Identity, the dataset's own number (-1 when unknown).
-        camid: Camera number as the dataset names it.
+        camid: Camera number as the dataset names it (-1 when unknown: no camera is known to be the same).
         modality: "vis" (visible) or "ir" (infrared / thermal).
     """
 

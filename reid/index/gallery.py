@@ -12,7 +12,7 @@ ivfflat; on its 8-bit vectors for ivfpq); when more qualify, the index searches 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,13 @@ from reid.index.store import Manifest, gallery_lock, load_gallery, save_gallery
 EXHAUSTIVE_LIMIT = 16_384  # qualifying items compared one by one: a (queries x items x dim) product
 
 
+def _camera_set(cameras: int | Collection[int] | None) -> frozenset[int] | None:
+    """A query's excluded cameras: none, one camera, or several."""
+    if cameras is None:
+        return None
+    return frozenset([int(cameras)] if isinstance(cameras, (int, np.integer)) else map(int, cameras)) or None
+
+
 @dataclass
 class SearchHit:
     """One gallery item returned for a query."""
@@ -49,7 +56,7 @@ class SearchHit:
     camid: int | None
     modality: str | None
     label: str | None = None
-    item_id: int = -1  # the gallery row (the FAISS id) of this gallery version
+    item_id: int = -1  # the item's own id (it names the item as long as the item is in the gallery)
 
     def sample(self) -> Sample:
         """The hit as a Sample (unknown pid / camid as -1), e.g. to draw it."""
@@ -92,7 +99,7 @@ class Gallery:
             raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
         settings = (settings or IndexSettings()).resolved(len(vectors), vectors.shape[1])
         manifest = Manifest(backbone=backbone, embedding_size=vectors.shape[1], index=settings.model_dump(),
-                            factory=settings.factory_string(), checkpoint_digest=checkpoint_digest)
+                            factory=settings.factory_string(), checkpoint_digest=checkpoint_digest, next_item_id=0)
         gallery = cls(manifest, settings, build_index(vectors, settings), MetadataTable(), use_gpu)
         gallery._append(vectors, MetadataTable.from_rows(metadata))
         return gallery
@@ -119,6 +126,8 @@ class Gallery:
         return len(new)
 
     def _append(self, vectors: np.ndarray, table: MetadataTable) -> None:
+        table.ids[:] = -1  # the gallery gives the ids
+        self.manifest.next_item_id = table.ids_from(self.manifest.next_item_id or 0)
         self.index.add(vectors)
         self.table.extend(table)
         self.manifest.items = self.live_count
@@ -133,6 +142,22 @@ class Gallery:
         self.table.removed[rows] = True
         self.manifest.items = self.live_count
         return len(rows), [path for path in paths if path_key(path) not in found]
+
+    def remove_ids(self, ids: Iterable[int]) -> tuple[int, list[int]]:
+        """Remove the live items with these ids; returns how many were removed and the ids that named no live
+        item (never given, or removed already)."""
+        ids = [int(i) for i in ids]
+        rows = self.table.rows_of(ids)
+        live = [row for row in rows.values() if not self.table.removed[row]]
+        self.table.removed[live] = True
+        self.manifest.items = self.live_count
+        found = {int(self.table.ids[row]) for row in live}
+        return len(live), [item for item in ids if item not in found]
+
+    def item(self, item_id: int) -> dict[str, Any] | None:
+        """The metadata row of a live item, or None when no live item has that id."""
+        row = self.table.rows_of([item_id]).get(int(item_id))
+        return None if row is None or self.table.removed[row] else self.table.row(row)
 
     def compact(self) -> Gallery:
         """A new gallery without removed items. The index keeps what it learnt (IVF centroids, PQ codebooks) and
@@ -160,8 +185,8 @@ class Gallery:
             queries: np.ndarray,
             top_k: int = 10,
             modality: str | None = None,
-            exclude_camids: Sequence[int | None] | None = None,
-            camids: Sequence[int] | None = None,
+            exclude_camids: Sequence[int | Collection[int] | None] | None = None,
+            camids: Collection[int] | None = None,
     ) -> list[list[SearchHit]]:
         """Top-k items per query, best first.
 
@@ -169,8 +194,9 @@ class Gallery:
             queries: (n, dim) query embeddings (normalised here).
             top_k: Items per query.
             modality: Only items of this modality ("vis" or "ir").
-            exclude_camids: Per query, a camera whose items are skipped (e.g. the query's own camera).
-            camids: Only items from these cameras.
+            exclude_camids: Per query, a camera (or cameras) whose items are skipped, e.g. the query's own camera;
+                items of unknown camera are kept (``MetadataTable.allowed``).
+            camids: Only items known to be from these cameras.
         """
         vectors = normalised(queries, "queries")
         if vectors.shape[1] != self.manifest.embedding_size:
@@ -185,15 +211,15 @@ class Gallery:
             scores, ids = self._searchable().search(vectors, min(top_k, self.live_count),
                                                     params=search_parameters(self.settings, None))
             return [self._hits(score_row, id_row) for score_row, id_row in zip(scores, ids, strict=True)]
-        exclude = list(exclude_camids) if exclude_camids is not None else [None] * len(vectors)
+        exclude = [_camera_set(c) for c in exclude_camids] if exclude_camids is not None else [None] * len(vectors)
         if len(exclude) != len(vectors):
             raise GalleryError(f"{len(exclude)} cameras to exclude for {len(vectors)} queries")
         results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
-        groups: dict[int | None, list[int]] = {}
-        for row, camid in enumerate(exclude):
-            groups.setdefault(camid, []).append(row)
-        for camid, rows in groups.items():
-            allowed = np.flatnonzero(self.table.allowed(modality, camid, camids))
+        groups: dict[frozenset[int] | None, list[int]] = {}
+        for row, excluded in enumerate(exclude):
+            groups.setdefault(excluded, []).append(row)
+        for excluded, rows in groups.items():
+            allowed = np.flatnonzero(self.table.allowed(modality, excluded, camids))
             if not len(allowed):
                 continue
             k = min(top_k, len(allowed))
@@ -232,7 +258,7 @@ class Gallery:
             if row >= 0:
                 item = self.table.row(int(row))
                 hits.append(SearchHit(rank, float(score), item["path"], item["pid"], item["camid"], item["modality"],
-                                      item["label"], int(row)))
+                                      item["label"], item["id"]))
         return hits
 
     def _searchable(self) -> faiss.Index:

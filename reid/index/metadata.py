@@ -1,24 +1,27 @@
 """A gallery's metadata as columns: one entry per FAISS row, filtered with vectorised numpy operations.
 
-Row ``i`` describes FAISS id ``i``. Removal is a tombstone in the ``removed`` column (searches skip the row;
-``Gallery.compact`` drops it). On disk the table is JSON lines, one object per row:
-``{"path": ..., "pid": ..., "camid": ..., "modality": ..., "label": ..., "removed": ...}``.
+Row ``i`` describes FAISS id ``i``. Every item also has an ``id`` of its own, given when it is added and never
+given again: rows are renumbered when ``Gallery.compact`` drops removed ones, ids are not, so an id a client holds
+names the same item until that item is removed. Removal is a tombstone in the ``removed`` column (searches skip the
+row; ``Gallery.compact`` drops it). On disk the table is JSON lines, one object per row:
+``{"id": ..., "path": ..., "pid": ..., "camid": ..., "modality": ..., "label": ..., "removed": ...}`` (galleries
+saved before ids were kept have none: their ids are their row numbers).
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
+from reid.data.samples import UNKNOWN  # pid or camid not known (images added without labels)
 from reid.index.settings import GalleryError, one_line
 
-UNKNOWN = -1  # pid or camid not known (images added without labels)
-FIELDS = ("path", "pid", "camid", "modality", "label", "removed")
+FIELDS = ("id", "path", "pid", "camid", "modality", "label", "removed")
 
 Path_ = str | tuple[str, ...]  # an image, or the frames of a tracklet
 
@@ -35,9 +38,10 @@ class MetadataRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    id: Annotated[StrictInt, Field(ge=0, lt=2 ** 63)] | None = None
     path: StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
-    pid: StrictInt | None = None
-    camid: StrictInt | None = None
+    pid: Annotated[StrictInt, Field(ge=-2 ** 63, lt=2 ** 63)] | None = None
+    camid: Annotated[StrictInt, Field(ge=-2 ** 63, lt=2 ** 63)] | None = None
     modality: Literal["vis", "ir"] | None = None
     label: StrictStr | None = None
     removed: StrictBool = False
@@ -51,6 +55,8 @@ class MetadataTable:
     """Columns of per-item metadata.
 
     Attributes:
+        ids: The items' own ids (given on add, never again), or -1 where the rows were made without (``ids_from``
+            gives them).
         paths: Image path, or the frame paths of a tracklet.
         pids: Identity, or -1 when unknown.
         camids: Camera, or -1 when unknown.
@@ -59,6 +65,7 @@ class MetadataTable:
         removed: Tombstones.
     """
 
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     paths: list[Path_] = field(default_factory=list)
     pids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     camids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -76,7 +83,8 @@ class MetadataTable:
                 valid.append(row if isinstance(row, MetadataRow) else _ROW.validate_python(row))
             except ValidationError as error:
                 raise GalleryError(f"{source}:{number}: {one_line(error)}") from None
-        return cls([tuple(r.path) if isinstance(r.path, list) else r.path for r in valid],
+        return cls(np.array([-1 if r.id is None else r.id for r in valid], np.int64),
+                   [tuple(r.path) if isinstance(r.path, list) else r.path for r in valid],
                    np.array([UNKNOWN if r.pid is None else r.pid for r in valid], np.int64),
                    np.array([UNKNOWN if r.camid is None else r.camid for r in valid], np.int64),
                    np.array([r.modality or "" for r in valid], "<U3"), [r.label for r in valid],
@@ -107,7 +115,8 @@ class MetadataTable:
     def row(self, index: int) -> dict[str, Any]:
         """Row ``index`` as a dict (unknown values as None)."""
         path = self.paths[index]
-        return {"path": list(path) if isinstance(path, tuple) else path,
+        return {"id": int(self.ids[index]) if self.ids[index] >= 0 else None,
+                "path": list(path) if isinstance(path, tuple) else path,
                 "pid": None if self.pids[index] == UNKNOWN else int(self.pids[index]),
                 "camid": None if self.camids[index] == UNKNOWN else int(self.camids[index]),
                 "modality": str(self.modalities[index]) or None, "label": self.labels[index],
@@ -116,7 +125,20 @@ class MetadataTable:
     def rows(self) -> Iterator[dict[str, Any]]:
         return (self.row(i) for i in range(len(self)))
 
+    def ids_from(self, first: int) -> int:
+        """Give the rows without an id the ids ``first``, ``first + 1``, ...; returns the next id to give."""
+        missing = np.flatnonzero(self.ids < 0)
+        self.ids[missing] = np.arange(first, first + len(missing))
+        return first + len(missing)
+
+    def rows_of(self, ids: Iterable[int]) -> dict[int, int]:
+        """Row numbers of the items with these ids (an id the table does not hold is left out)."""
+        wanted = np.asarray(list(ids), np.int64)
+        rows = np.flatnonzero(np.isin(self.ids, wanted))
+        return {int(self.ids[row]): int(row) for row in rows}
+
     def extend(self, other: MetadataTable) -> None:
+        self.ids = np.concatenate([self.ids, other.ids])
         self.paths += other.paths
         self.labels += other.labels
         self.pids = np.concatenate([self.pids, other.pids])
@@ -126,7 +148,7 @@ class MetadataTable:
 
     def select(self, rows: np.ndarray) -> MetadataTable:
         """A new table of the given row numbers (in that order)."""
-        return MetadataTable([self.paths[i] for i in rows], self.pids[rows], self.camids[rows],
+        return MetadataTable(self.ids[rows], [self.paths[i] for i in rows], self.pids[rows], self.camids[rows],
                              self.modalities[rows], [self.labels[i] for i in rows], self.removed[rows].copy())
 
     def live_rows_with_paths(self, paths: Iterable[Path_ | list[str]]) -> np.ndarray:
@@ -135,20 +157,22 @@ class MetadataTable:
         keys = np.array([path_key(p) in wanted for p in self.paths], bool)
         return np.flatnonzero(keys & ~self.removed)
 
-    def allowed(self, modality: str | None = None, exclude_camid: int | None = None,
-                camids: Sequence[int] | None = None) -> np.ndarray:
-        """Boolean mask of the live rows that pass the filters.
+    def allowed(self, modality: str | None = None, exclude_camids: Collection[int] | None = None,
+                camids: Collection[int] | None = None) -> np.ndarray:
+        """Boolean mask of the live rows that pass the filters. The rule for items of unknown camera, the same in
+        the command line, the library and the service: they are known to be from no camera, so "only these
+        cameras" leaves them out and "not these cameras" keeps them.
 
         Args:
             modality: Only this modality.
-            exclude_camid: Not this camera (items of unknown camera pass).
-            camids: Only these cameras.
+            exclude_camids: Not the items known to be from these cameras.
+            camids: Only the items known to be from these cameras.
         """
         mask = ~self.removed
         if modality is not None:
             mask &= self.modalities == modality
-        if exclude_camid is not None:
-            mask &= self.camids != exclude_camid
+        if exclude_camids:
+            mask &= ~np.isin(self.camids, np.asarray(sorted(exclude_camids), np.int64))
         if camids is not None:
-            mask &= np.isin(self.camids, np.asarray(list(camids), np.int64))
+            mask &= np.isin(self.camids, np.asarray(sorted(camids), np.int64)) & (self.camids != UNKNOWN)
         return mask

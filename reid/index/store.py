@@ -16,24 +16,31 @@ symbolic link is read, locked and written where the link points.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from reid.errors import refuse
 from reid.index.metadata import MetadataTable
 from reid.index.settings import GalleryError, IndexSettings, one_line
+from reid.io import directory as directory_exists
 from reid.io import exclusive_lock, file_digest, umask
 
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a page of settings
 INDEX_FILE, METADATA_FILE, MANIFEST_FILE = "index.faiss", "metadata.jsonl", "manifest.json"
 
 
@@ -47,6 +54,8 @@ class Manifest(BaseModel):
     index: IndexSettings
     factory: StrictStr | None = None  # FAISS's factory string (galleries saved before it was recorded have none)
     items: StrictInt = Field(0, ge=0)
+    next_item_id: StrictInt | None = Field(None, ge=0)  # the id the next added item gets (ids are never reused)
+    version: StrictInt = Field(0, ge=0)  # changes at every save and never repeats (see save_gallery)
     checkpoint_digest: StrictStr | None = None
     normalization: StrictStr = "l2"
     metric: StrictStr = "inner_product"
@@ -103,7 +112,41 @@ def gallery_lock(directory: str | Path, timeout: float = 600.0,
 
 
 def _leftovers(directory: Path, kind: str) -> list[Path]:
-    return sorted(directory.parent.glob(f".{directory.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+    """The staging ("saving") or previous ("old") copies that saves of this gallery left, oldest first. The
+    gallery's name is taken literally (a name with glob characters, or one that begins like another gallery's
+    leftover, matches only its own)."""
+    prefix = f".{directory.name}.{kind}-"
+    found = [entry for entry in directory.parent.glob(glob.escape(prefix) + "*")
+             if re.fullmatch(r"[A-Za-z0-9_]+", entry.name[len(prefix):])]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+GALLERY_FILES = frozenset({INDEX_FILE, METADATA_FILE, MANIFEST_FILE})
+
+
+def replace_problems(directory: str | Path, overwrite: bool) -> list[str]:
+    """Why a new gallery may not be written to ``directory``: it holds a gallery and ``overwrite`` was not given,
+    or it holds anything that is not a gallery (a gallery replaces only a gallery, never a user's folder)."""
+    directory = Path(directory)
+    if not os.path.lexists(directory):
+        return []
+    if not directory_exists(directory):
+        return [f"--out {directory}: is a file, not a gallery directory"]
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError as error:
+        return [f"--out {directory}: cannot be read ({error.strerror or error})"]
+    if not entries:
+        return []
+    others = [name for name in entries if name not in GALLERY_FILES]
+    if others or MANIFEST_FILE not in entries:
+        shown = ", ".join(others[:5] or entries[:5]) + (f" (+{len(others) - 5} more)" if len(others) > 5 else "")
+        return [f"--out {directory}: holds files that are not a gallery's ({shown}); a gallery only ever replaces a "
+                f"gallery, so give another --out"]
+    if not overwrite:
+        return [f"--out {directory}: already holds a gallery; add to it with reid index add, or replace it with "
+                f"--overwrite"]
+    return []
 
 
 def _repair(directory: Path) -> None:
@@ -133,14 +176,17 @@ def save_gallery(directory: str | Path, manifest: Manifest, index: faiss.Index, 
     whole); returns its real path. A full disk or an unwritable place is a GalleryError and leaves nothing
     behind."""
     with gallery_lock(directory) as directory:
+        refuse([problem.replace("--out ", "", 1) for problem in replace_problems(directory, True)], GalleryError)
         backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
         staging = None
         try:
             staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.saving-"))
             os.chmod(staging, 0o777 & ~umask())  # mkdtemp makes 0700; a gallery is shared like any folder
             faiss.write_index(index, str(staging / INDEX_FILE))
+            manifest.next_item_id = table.ids_from(manifest.next_item_id or 0)
             (staging / METADATA_FILE).write_text(table.to_jsonl())
             manifest.items = table.live_count
+            manifest.version = max(manifest.version + 1, time.time_ns())  # a clock that went back still counts up
             record = ManifestFile(**manifest.model_dump(), total_rows=len(table), files={
                 name: file_digest(staging / name) for name in (INDEX_FILE, METADATA_FILE)})
             (staging / MANIFEST_FILE).write_text(record.model_dump_json(indent=2) + "\n")
@@ -191,23 +237,44 @@ def load_gallery(directory: str | Path) -> StoredGallery:
 def _read_version(directory: Path, folder: int) -> StoredGallery:
     """The gallery in the open directory ``folder`` (a FileNotFoundError means it was swapped out)."""
     def opener(path: str, flags: int) -> int:
-        return os.open(path, flags, dir_fd=folder)
+        # non-blocking: a FIFO in a file's place would block the open until a writer came; only a regular file
+        # is read (a FIFO, a device such as /dev/zero or a directory would never end a read, or fail in FAISS)
+        handle = os.open(path, flags | os.O_NONBLOCK, dir_fd=folder)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise GalleryError(f"{directory / path}: not a regular file")
+        return handle
+
+    def read_error(name: str, error: OSError) -> GalleryError:
+        return GalleryError(f"{directory / name}: cannot be read ({error.strerror or error})")
 
     manifest_path = directory / MANIFEST_FILE
     try:
         with open(MANIFEST_FILE, "rb", opener=opener) as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         if _swapped(directory, folder):
             raise  # a version being swapped out and removed: read the new one
         raise GalleryError(f"{directory}: not a gallery (no {MANIFEST_FILE})") from None
+    except OSError as error:
+        raise read_error(MANIFEST_FILE, error) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise GalleryError(f"{manifest_path}: more than {MAX_MANIFEST_BYTES:,} bytes; not a gallery's manifest")
     record = _manifest(raw, manifest_path)
     settings = record.index
     for name in (INDEX_FILE, METADATA_FILE):
         if name not in os.listdir(folder) and not _swapped(directory, folder):
             raise GalleryError(f"{directory / name}: missing")
-    with open(INDEX_FILE, "rb", opener=opener) as index_handle, \
-            open(METADATA_FILE, "rb", opener=opener) as metadata_handle:
+    def opened(files: ExitStack, name: str):
+        try:
+            return files.enter_context(open(name, "rb", opener=opener))
+        except OSError as error:
+            if isinstance(error, FileNotFoundError):
+                raise  # swapped out meanwhile: the caller reads the new version
+            raise read_error(name, error) from None
+
+    with ExitStack() as files:
+        index_handle, metadata_handle = opened(files, INDEX_FILE), opened(files, METADATA_FILE)
         if record.files is not None:  # galleries saved before the digests were recorded have none
             for name, handle in ((INDEX_FILE, index_handle), (METADATA_FILE, metadata_handle)):
                 if record.files.get(name) != file_digest(f"/proc/self/fd/{handle.fileno()}"):
@@ -234,6 +301,9 @@ def _read_version(directory: Path, folder: int) -> StoredGallery:
         raise GalleryError(f"{directory / INDEX_FILE}: an {type(found).__name__}, but the manifest says a "
                            f"{settings.type} index ({settings.kind.faiss_class})")
     manifest = Manifest(**record.model_dump(exclude={"total_rows", "files"}))
+    if manifest.next_item_id is None:  # saved before items had ids of their own: their ids are their rows
+        table.ids = np.where(table.ids < 0, np.arange(len(table)), table.ids)
+        manifest.next_item_id = len(table)
     return StoredGallery(manifest, settings, index, table)
 
 
@@ -250,6 +320,8 @@ def _manifest(raw: bytes, path: Path) -> ManifestFile:
         record = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise GalleryError(f"{path}: corrupt manifest ({error})") from None
+    except RecursionError:
+        raise GalleryError(f"{path}: corrupt manifest (nested too deeply)") from None
     if isinstance(record, dict) and record.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise GalleryError(f"{path}: gallery format {record['format_version']}, this version reads "
                            f"{FORMAT_VERSION}; rebuild the gallery")

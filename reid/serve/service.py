@@ -116,13 +116,13 @@ class GalleryService:
         return status.st_ino, status.st_ctime_ns
 
     def current(self) -> tuple[Gallery, int]:
-        """The gallery as it is on disk now (reloaded when a save has swapped in a new version), and which version
-        it is (its directory's inode: every save swaps in a new directory)."""
+        """The gallery as it is on disk now (reloaded when a save has swapped in a new directory), and which version
+        it is (the manifest's, which changes at every save and never repeats)."""
         with self._lock:
             status = self._stat()
             if self._gallery is None or status != self._version:
                 self._gallery, self._version = Gallery.load(self.path), status
-            return self._gallery, self._version[0]
+            return self._gallery, self._gallery.manifest.version
 
     def gallery(self) -> Gallery:
         return self.current()[0]
@@ -204,13 +204,13 @@ class GalleryService:
         with Gallery.updating(self.path) as gallery:
             before = len(gallery.table)
             added = gallery.add(vectors, [sample_metadata(s, "uploaded") for s in samples])
-            ids = list(range(before, before + added))
+            ids = [int(i) for i in gallery.table.ids[before:]]
         return {"added": added, "item_ids": ids, "items": gallery.live_count}
 
     def remove(self, item_id: int) -> dict:
         with Gallery.updating(self.path) as gallery:
-            row = self._row(gallery, item_id)
-            removed, _ = gallery.remove([_frame(row["path"], first=True)])
+            self._row(gallery, item_id)
+            removed, _ = gallery.remove_ids([item_id])
         return {"removed": removed, "items": gallery.live_count}
 
     # pictures -------------------------------------------------------------------------------------------------
@@ -243,10 +243,15 @@ class GalleryService:
 
     @staticmethod
     def _row(gallery: Gallery, item_id: int) -> dict:
-        if not 0 <= item_id < len(gallery.table) or gallery.table.removed[item_id]:
-            raise RequestError(f"no item {item_id} in the gallery (it holds ids 0..{len(gallery.table) - 1}, "
-                               f"{gallery.removed_count} removed)", 404)
-        return gallery.table.row(item_id)
+        """A live item's row; an id never given is a 404, the id of an item since removed a 409 (ids are never
+        given again, so a client's stale id can never name another item)."""
+        row = gallery.item(item_id)
+        if row is not None:
+            return row
+        if 0 <= item_id < (gallery.manifest.next_item_id or 0):
+            raise RequestError(f"item {item_id} was removed from the gallery (search again for the items it holds "
+                               f"now)", 409)
+        raise RequestError(f"no item {item_id} in the gallery", 404)
 
 
 def _frame(path: str | list[str], first: bool = False) -> str:

@@ -47,7 +47,7 @@ def test_the_published_datasets_hold_their_protocol_objects():
 
 
 def test_the_custom_rule_hides_a_match_only_on_a_known_camera():
-    assert CUSTOM.removed([1, 1], [0, 2], [1, 1, 2], [0, 2, 2]).tolist() == [[False, False, False],
+    assert CUSTOM.removed([1, 1], [-1, 2], [1, 1, 2], [-1, 2, 2]).tolist() == [[False, False, False],
                                                                          [False, True, False]]
 
 

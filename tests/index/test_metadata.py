@@ -15,16 +15,26 @@ def rows(count=50, seed=0):
 
 
 def test_filters_equal_a_row_by_row_check():
+    """Items of unknown camera are from no known camera: "only these cameras" leaves them out, "not these
+    cameras" keeps them (the one rule of the command line, the library and the service)."""
     table = MetadataTable.from_rows(rows())
     table.removed[[3, 8, 20]] = True
     for modality in (None, "vis", "ir"):
-        for exclude in (None, 1, 2):
-            for camids in (None, [1], [2, 3]):
+        for exclude in (None, {1}, {2, 3}):
+            for camids in (None, [1], [2, 3], [-1]):
                 expected = [not table.removed[i] and (modality is None or row["modality"] == modality)
-                            and (exclude is None or row["camid"] != exclude)
-                            and (camids is None or (row["camid"] or -1) in camids)
+                            and (exclude is None or row["camid"] is None or row["camid"] not in exclude)
+                            and (camids is None or (row["camid"] is not None and row["camid"] in camids))
                             for i, row in enumerate(rows())]
                 assert table.allowed(modality, exclude, camids).tolist() == expected, (modality, exclude, camids)
+
+
+def test_an_unknown_camera_is_not_camera_zero():
+    table = MetadataTable.from_rows([{"path": "a.jpg", "camid": 0}, {"path": "b.jpg", "camid": None},
+                                     {"path": "c.jpg", "camid": 3}])
+    assert table.allowed(exclude_camids={0}).tolist() == [False, True, True]
+    assert table.allowed(camids=[0]).tolist() == [True, False, False]
+    assert table.allowed(exclude_camids={3}, camids=[0, 3]).tolist() == [True, False, False]
 
 
 def test_rows_round_trip_through_jsonl():
@@ -33,8 +43,10 @@ def test_rows_round_trip_through_jsonl():
     again = MetadataTable.from_jsonl(table.to_jsonl(), "metadata.jsonl")
     assert list(again.rows()) == list(table.rows())
     assert again.row(50)["path"] == ["a/1.jpg", "a/2.jpg"] and again.paths[50] == ("a/1.jpg", "a/2.jpg")
-    assert again.row(0) == {"path": "img_0.jpg", "pid": None, "camid": None, "modality": "vis", "label": None,
-                            "removed": False}
+    assert again.row(0) == {"id": None, "path": "img_0.jpg", "pid": None, "camid": None, "modality": "vis",
+                            "label": None, "removed": False}
+    assert again.ids_from(7) == 58 and again.row(0)["id"] == 7 and again.row(50)["id"] == 57
+    assert again.rows_of([9, 57, 99]) == {9: 2, 57: 50}
 
 
 def test_paths_match_relative_or_absolute(tmp_path, monkeypatch):

@@ -274,8 +274,29 @@ def test_a_removed_item_is_never_returned_again(client, gallery):
     assert client.delete("/api/v1/items/2", headers=AUTH).json()["removed"] == 1
     hits = client.post("/api/v1/search", files=upload(rows[2]["path"]), data={"top_k": "100"}).json()
     assert 2 not in [hit["item_id"] for hit in hits["results"][0]["hits"]]
-    assert "no item 2" in assert_one_line_error(client.delete("/api/v1/items/2", headers=AUTH), 404)
+    assert "item 2 was removed" in assert_one_line_error(client.delete("/api/v1/items/2", headers=AUTH), 409)
+    assert "no item 1000000" in assert_one_line_error(client.delete("/api/v1/items/1000000", headers=AUTH), 404)
     assert len(gallery_rows(gallery)) == len(rows) - 1
+
+
+def test_ids_survive_a_compaction_by_another_process_and_a_stale_id_is_refused(client, gallery):
+    """Compacting renumbers the index's rows, never the items' ids: a client's id still names its item, and the id
+    of a removed item is refused (409), never given to another item."""
+    rows = gallery_rows(gallery)
+    version = client.get("/api/v1/gallery").json()["version"]
+    assert client.delete(f"/api/v1/items/{rows[4]['id']}", headers=AUTH).json()["removed"] == 1
+    removed_version = client.get("/api/v1/gallery").json()["version"]
+    compacted = Gallery.load(gallery).compact()
+    compacted.save(gallery)  # as `reid index compact` in another process does
+    after = client.get("/api/v1/gallery").json()["version"]
+    assert len({version, removed_version, after}) == 3  # every save is a new version
+    assert "was removed" in assert_one_line_error(client.delete(f"/api/v1/items/{rows[4]['id']}", headers=AUTH),
+                                                  409)
+    assert client.delete(f"/api/v1/items/{rows[5]['id']}", headers=AUTH).json()["removed"] == 1
+    remaining = {row["path"] for row in gallery_rows(gallery)}
+    assert rows[5]["path"] not in remaining and rows[6]["path"] in remaining  # the item it named, no other
+    added = client.post("/api/v1/items", files=upload(rows[4]["path"]), headers=AUTH).json()
+    assert added["item_ids"][0] > max(row["id"] for row in rows)  # a new id, never a reused one
 
 
 def test_a_cli_add_while_the_service_answers_is_picked_up_without_a_restart(client, gallery, served, tmp_path):
