@@ -7,16 +7,16 @@
 The package is layered in the direction the data flows; a module imports only from its own layer and the layers
 before it (``tests/test_layers.py`` checks every import):
 
-1. ``errors``, ``io``, ``settings``, ``catalogue``: plain Python, no torch.
+1. ``errors``, ``io``, ``settings``, ``catalogue``, ``threads``: plain Python, no torch.
 2. ``data``: readers, protocols, samples, the sampler, transforms, loaders.
 3. ``models``: ATConv, AttNet, ACmix, the drop-ins, any timm backbone, the re-ID model.
-4. ``losses``, ``metrics``, ``rerank``, ``report``, ``visualize``, ``profiling``, ``index``, ``config``.
+4. ``losses``, ``metrics``, ``rerank``, ``report``, ``visualize``, ``profiling``, ``index``, ``config``, ``runs``.
 5. ``engine``: training, evaluation, embedding, galleries from samples, export, comparison, the demo.
 6. ``serve``: the search service and its page (FastAPI, the optional extra ``[serve]``).
-7. ``cli`` (and ``__main__``): the command line.
+7. ``cli`` (and ``__main__``): the command line, one module per command group.
 
-``reid.config`` and the layers before ``data``'s loaders load no torch, so a command checks its options and
-config before it pays for importing torch.
+``reid.config``, ``reid.runs`` and the layers before ``data``'s loaders load no torch, so a command checks its
+options, config, files and run directory before it pays for importing torch.
 """
 from importlib.metadata import PackageNotFoundError, version
 

@@ -8,8 +8,15 @@ measurement), as it does for any backbone the record does not hold.
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.util
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from reid.errors import ReidError
 
 # The backbones of the paper's VI-ReID comparison (Table VII), with the seeds' other systems.
 PAPER_BACKBONES = (
@@ -143,3 +150,40 @@ def weights_note(entries: list[BackboneEntry], weights_dir: str | Path) -> str:
                     if e.name in RELEASED_WEIGHTS and e.weights and not e.weights.startswith("ok")})
     return (f"ImageNet weights: the authors' files are linked from {' and '.join(pages)}; save them in "
             f"{weights_dir}/ under the names above")
+
+
+_REGISTERED = re.compile(r"@register_model(?:\([^)]*\))?\s*\ndef\s+(\w+)\s*\(")
+_DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.DOTALL)
+_DEPRECATED_NAME = re.compile(r"['\"](\w+)['\"]\s*:")
+
+
+@functools.cache
+def registered_models() -> frozenset[str]:
+    """Every name ``timm.create_model`` takes (timm's models, their deprecated names, and this project's AttNet,
+    ACmix and drop-ins), read from the sources that register them without importing them: a backbone name is
+    checked in milliseconds, before torch is loaded."""
+    folders = [Path(__file__).parent / "models"]
+    spec = importlib.util.find_spec("timm")
+    if spec is not None and spec.origin:
+        folders.append(Path(spec.origin).parent / "models")
+    names: set[str] = set()
+    for folder in folders:
+        for source in folder.glob("*.py"):
+            text = source.read_text(encoding="utf-8", errors="replace")
+            names.update(_REGISTERED.findall(text))
+            for block in _DEPRECATIONS.findall(text):
+                names.update(_DEPRECATED_NAME.findall(block))
+    return frozenset(names)
+
+
+def check_backbone(name: str) -> None:
+    """A ReidError for a name timm cannot create ("resnet50.a1_in1k" names a pretrained tag of resnet50 and is
+    accepted)."""
+    if name.split(".")[0] not in registered_models():
+        raise ReidError(unknown_backbone(name, registered_models()))
+
+
+def unknown_backbone(name: str, known: Iterable[str]) -> str:
+    """What a name that is not a model is told: the names it resembles."""
+    close = difflib.get_close_matches(name, sorted(known), n=5)
+    return f"unknown backbone {name!r}" + (f"; similar: {', '.join(close)}" if close else "")

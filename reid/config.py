@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reid.data.registry import DATASETS
-from reid.errors import ReidError
+from reid.errors import ReidError, refuse
 from reid.io import directory, regular_file
 from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, ResizeMethod
 
@@ -37,6 +38,18 @@ class FlatConfig(BaseModel):
     # function of the config, so a new lr, decay or epoch count applies from the next step). The others define the
     # run's trajectory (data, model, losses, sampler, augmentation, seed): changing them is a new run.
     RESUME_CHANGES: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info) -> Any:
+        """A number is never a bool (``epochs: true`` is not 1), and an integer fits in 64 bits."""
+        kinds = _scalar_types(cls.model_fields[info.field_name].annotation)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) and bool not in kinds and kinds & {int, float}:
+                raise ValueError("must be a number, not true or false")
+            if isinstance(item, int) and not isinstance(item, bool) and not -2 ** 63 <= item < 2 ** 63:
+                raise ValueError("must fit in 64 bits")
+        return value
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
@@ -59,7 +72,8 @@ class TrainConfig(FlatConfig):
 
     RESUME_CHANGES = frozenset({
         "data_root", "output_dir", "device", "amp", "channels_last", "compile", "deterministic", "num_workers",
-        "tensorboard", "eval_every", "eval_first", "eval_trials", "eval_batch_size", "recipes",  # where and how
+        "threads", "tensorboard", "eval_every", "eval_first", "eval_trials", "eval_batch_size",  # where and how
+        "recipes",
         "epochs", "lr", "min_lr", "weight_decay", "momentum", "grad_clip", "lr_steps", "lr_decay",  # the optimiser
     })
 
@@ -138,6 +152,8 @@ class TrainConfig(FlatConfig):
     deterministic: bool = Field(False, description="deterministic algorithms only (slower)")
     seed: int = Field(0, description="seeds the weights, the sampler and the augmentations")
     num_workers: int | None = Field(None, ge=0, description="data loading workers (none: by the CPU count)")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch's operations (none: the usable "
+                                                        "cores less the loading workers; 1 on a busy machine)")
     tensorboard: bool = Field(False, description="also write TensorBoard scalars to output_dir/tensorboard")
     recipes: dict[str, str] = Field(default_factory=dict, description="reid compare: a backbone named here trains "
                                                                        "with that config file's recipe")
@@ -190,19 +206,25 @@ class TrainConfig(FlatConfig):
                               f"covering at least 2 identities, got {batch_size}")
         return self.model_copy(update={"batch_identities": batch_size // per_identity})
 
-    def check_paths(self) -> None:
-        """Refuse missing input paths before a run starts."""
+    def path_problems(self) -> list[str]:
+        """The input paths that are missing (checked before a run starts)."""
+        problems = []
         if not directory(self.data_root):
-            raise ConfigError(f"data_root: no such directory {self.data_root}")
+            problems.append(f"data_root: no such directory {self.data_root}")
         if self.pretrained is not None and not regular_file(self.pretrained):
-            raise ConfigError(f"pretrained: no such file {self.pretrained}")
+            problems.append(f"pretrained: no such file {self.pretrained}")
+        return problems
+
+    def check_paths(self) -> None:
+        """Refuse missing input paths before a run starts, all of them at once."""
+        refuse(self.path_problems(), ConfigError)
 
 
 class PretrainConfig(FlatConfig):
     """Every setting of an ImageNet run; the defaults are the paper's DeiT-style recipe."""
 
     RESUME_CHANGES = frozenset({"data_root", "output_dir", "device", "amp", "channels_last", "compile",
-                                "num_workers", "epochs", "lr", "min_lr", "weight_decay", "grad_clip"})
+                                "num_workers", "threads", "epochs", "lr", "min_lr", "weight_decay", "grad_clip"})
 
     data_root: str = Field(description="ImageFolder tree with train/ and val/ (one folder per class)")
     model: str = Field("attnet_t2", description="the AttNet variant (or any timm model) to pretrain")
@@ -231,7 +253,19 @@ class PretrainConfig(FlatConfig):
                                                      "or more, where it pays; off on a CPU")
     device: DeviceName = Field("auto", description="auto (CUDA when there is a GPU), cpu or cuda")
     num_workers: int = Field(8, ge=0, description="data loading workers per process")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch's operations (none: the usable "
+                                                        "cores less the loading workers; 1 on a busy machine)")
     seed: int = Field(0, description="random seed")
+
+
+def _scalar_types(annotation: Any) -> set[type]:
+    """The plain types a field's values may have: int, float, bool, str (through unions, lists and Literals)."""
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return {type(value) for value in arguments}
+    if origin in (typing.Union, types.UnionType, list):
+        return set().union(*(_scalar_types(argument) for argument in arguments))
+    return {annotation} if isinstance(annotation, type) else set()
 
 
 def config_reference(kind: type[FlatConfig]) -> str:
@@ -308,22 +342,53 @@ def resolve_config(path: str | Path) -> Path:
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page of flat keys; anything larger is not one
 MAX_CONFIG_VALUES = 10_000  # values in a document once its aliases are expanded
+MAX_CONFIG_DEPTH = 16  # a flat config has lists (lr_steps) and maps (recipes): two levels
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as a config is written and as the README shows it: YAML 1.2's plain values. ``off``, ``on``, ``yes``
+    and ``no`` are words (``--set compile=off`` is the compile mode "off", not false): only ``true`` and
+    ``false`` are booleans; ``1e-3`` is a number, as it is in YAML 1.2 and in Python."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"),
+                                   list("-+0123456789"))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """A YAML document (``ConfigLoader``'s plain values), bounded: a ConfigError for one that is malformed, nested
+    too deeply to be a flat config, or larger than MAX_CONFIG_VALUES once its aliases are expanded."""
+    try:
+        document = yaml.load(text, Loader=ConfigLoader)  # noqa: S506  (a SafeLoader: plain values only)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply; a config is a flat list of keys") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML ({str(error)[:300]})".replace("\n", " ")) from None
+    return _bounded(document, source)
 
 
 def _bounded(document: Any, source: str) -> Any:
     """Refuse a document that expands into more than MAX_CONFIG_VALUES values (YAML aliases can nest a few lines
-    into billions, which validating or printing would then walk)."""
-    budget = [MAX_CONFIG_VALUES]
-
-    def walk(value: Any) -> None:
-        budget[0] -= 1
-        if budget[0] < 0:
+    into billions, which validating or printing would then walk), or that nests deeper than MAX_CONFIG_DEPTH;
+    walked without recursion, so no document can exhaust the stack."""
+    budget = MAX_CONFIG_VALUES
+    waiting = [(document, 0)]
+    while waiting:
+        value, depth = waiting.pop()
+        budget -= 1
+        if budget < 0:
             raise ConfigError(f"{source}: more than {MAX_CONFIG_VALUES:,} values once its aliases are expanded; a "
                               f"config is a flat list of keys")
-        for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
-            walk(item)
-
-    walk(document)
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{source}: nested deeper than {MAX_CONFIG_DEPTH} levels; a config is a flat list of "
+                              f"keys")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        waiting += [(child, depth + 1) for child in children]
     return document
 
 
@@ -334,24 +399,23 @@ def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
     for assignment in assignments or []:
         key, separator, text = assignment.partition("=")
         if not separator or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
-        try:
-            values[key.strip()] = _bounded(yaml.safe_load(text), f"--set {key.strip()}") if text.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key.strip()}: cannot read the value {text[:80]!r}") from None
+            raise ConfigError(f"--set expects KEY=VALUE, got {assignment[:80]!r}")
+        values[key.strip()] = parse_yaml(text, f"--set {key.strip()[:80]}") if text.strip() else None
     return values
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a flat YAML file (a shipped config by name, see ``resolve_config``)."""
     path = resolve_config(path)
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config (at most "
-                          f"{MAX_CONFIG_BYTES:,})")
     try:
-        values = _bounded(yaml.safe_load(path.read_text()) or {}, str(path))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error)[:300]})".replace("\n", " ")) from None
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a config (at most {MAX_CONFIG_BYTES:,})")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:200]
+        raise ConfigError(f"{path}: cannot be read ({reason})") from None
+    values = parse_yaml(text, str(path)) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, got {type(values).__name__}")
     return values

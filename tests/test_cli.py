@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -117,6 +118,57 @@ def test_option_config_and_path_errors_answer_before_torch_is_loaded(tmp_path):
     output = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert output == f"{[2] * len(cases)} False"
+
+
+def test_every_check_answers_before_torch_is_loaded_with_every_problem_at_once(tmp_path):
+    """Each case is refused (exit 2) while torch is still not imported, and a command with several problems names
+    all of them, one line each. Nothing is timed: torch's absence is what makes the answer come at once."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"dataset: llcm\ndata_root: {data}\noutput_dir: {run}\nbackbone: attnet_xxs\n")
+    (run / "last.pt").write_bytes(b"a run's last epoch")
+    fresh = tmp_path / "fresh"
+    cases = {
+        "unknown backbone": (["train", "--config", "configs/demo.yaml", "--data-root", str(data), "--output-dir",
+                              str(fresh), "--backbone", "resnet5O"], ["unknown backbone 'resnet5O'"]),
+        "unknown model name": (["models", "attnet_t1", "resnet5O"], ["unknown backbone 'resnet5O'"]),
+        "search mode": (["evaluate", "--dataset", "sysu", "--data-root", str(data), "--backbone", "resnet50",
+                         "--sysu-mode", "outdoor"], ["'outdoor' is not one of 'all', 'indoor'"]),
+        "regdb trial": (["evaluate", "--dataset", "regdb", "--data-root", str(data), "--backbone", "resnet50",
+                         "--trial", "12"], ["--trial 12: RegDB has trials 0..9"]),
+        "regdb training trial": (["train", "--config", "configs/regdb_attnet_t1.yaml", "--data-root", str(data),
+                                  "--output-dir", str(fresh), "--set", "trial=12", "--set", "pretrained=null"],
+                                 ["RegDB has splits 0..9"]),
+        "resume changes the model": (["train", "--output-dir", str(run), "--resume", "--set", "backbone=resnet50"],
+                                     ["these settings cannot change: backbone"]),
+        "already a run": (["train", "--config", "configs/demo.yaml", "--data-root", str(data), "--output-dir",
+                           str(run)], [f"{run} already holds a run (last.pt)"]),
+        "index and rerank": (["evaluate", "--dataset", "llcm", "--data-root", str(data), "--backbone", "resnet50",
+                              "--use-index", "--rerank"], ["give one of --use-index and --rerank"]),
+        "two problems": (["serve", "--index", str(tmp_path / "nope"), "--checkpoint", str(tmp_path / "nope.pt")],
+                         ["nope: no such gallery directory", "nope.pt: no such file"]),
+    }
+    code = ("import json, sys; from typer.testing import CliRunner; from reid.cli import app\n"
+            "for name, (args, _) in json.loads(sys.argv[1]).items():\n"
+            "    result = CliRunner().invoke(app, args)\n"
+            "    print(json.dumps([name, result.exit_code, result.stderr, 'torch' in sys.modules]))")
+    output = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).parents[1]).stdout
+    for line in output.splitlines():
+        name, exit_code, stderr, torch_loaded = json.loads(line)
+        expected = cases[name][1]
+        assert exit_code == 2 and not torch_loaded, (name, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == len(expected), (name, stderr)  # one line per problem
+        for line_, message in zip(lines, expected, strict=True):
+            assert line_.startswith("error: ") and message in line_, (name, stderr)
+    assert not fresh.exists()  # a refused run leaves no run directory, config.yaml or train.log behind
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "last.pt"]
 
 
 def test_a_missing_extra_is_named_with_its_brackets(tmp_path, monkeypatch):

@@ -9,11 +9,11 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "reid"
 LAYERS = [
-    {"reid.errors", "reid.io", "reid.settings", "reid.catalogue"},
+    {"reid.errors", "reid.io", "reid.settings", "reid.catalogue", "reid.threads"},
     {"reid.data"},
     {"reid.models"},
     {"reid.losses", "reid.metrics", "reid.rerank", "reid.report", "reid.visualize", "reid.profiling", "reid.index",
-     "reid.config"},
+     "reid.config", "reid.runs"},
     {"reid.engine"},
     {"reid.serve"},
     {"reid.cli", "reid.__main__"},

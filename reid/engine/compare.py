@@ -21,20 +21,21 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from reid.config import TrainConfig, load_config
+from reid.config import TrainConfig
 from reid.data import load_dataset
 from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.evaluate import evaluate_dataset
 from reid.engine.inference import Embedder
 from reid.engine.runtime import resolve_device
 from reid.engine.trainer import Trainer
-from reid.errors import ReidError
+from reid.errors import ReidError, refuse
 from reid.io import atomic_write, atomic_write_text
 from reid.losses import ReIDLoss, weighted_sum
 from reid.metrics import RankResult
 from reid.models.backbones import count_macs, count_parameters
 from reid.profiling import interleaved_medians, peak_memory_mb
 from reid.report import EvaluationReport, markdown_table
+from reid.runs import comparison_problems, find_checkpoint, recipe_for
 
 
 @dataclass
@@ -58,52 +59,9 @@ class ComparisonRow:
         return values | {"input_size": list(self.input_size), "report": self.report.to_dict()}
 
 
-def recipe_for(config: TrainConfig, backbone: str, run: Path) -> TrainConfig:
-    """The config ``backbone`` trains with: the comparison's, or the file its ``recipes`` entry names (e.g. AGW's own
-    ResNet-50 recipe beside AttNet's), on the comparison's data, run directory and machine."""
-    shared = {"backbone": backbone, "output_dir": str(run)}
-    if backbone not in config.recipes:
-        return config.model_copy(update=shared)
-    own = load_config(config.recipes[backbone])
-    if (own.dataset, own.trial, own.sysu_mode) != (config.dataset, config.trial, config.sysu_mode):
-        raise ReidError(f"recipes: {config.recipes[backbone]} trains on {own.dataset}, the comparison on "
-                        f"{config.dataset}; a comparison shares its data")
-    machine = {key: getattr(config, key) for key in ("data_root", "device", "compile", "num_workers", "deterministic",
-                                                     "tensorboard")}
-    return own.model_copy(update=machine | shared)
-
-
-def check_backbones(backbones: Sequence[str], config: TrainConfig, checkpoints: str | Path | None = None) -> None:
-    """Refuse, before any work, a comparison that would stop half-way: no name, a repeated name, a name timm does
-    not know, or (with checkpoints) a backbone without a checkpoint."""
-    import timm
-
-    if not backbones:
-        raise ReidError("--backbones needs at least one backbone")
-    repeated = sorted({name for name in backbones if list(backbones).count(name) > 1})
-    if repeated:
-        raise ReidError(f"--backbones names {', '.join(repeated)} more than once")
-    unknown = [name for name in backbones if not timm.is_model(name.split(".")[0])]
-    if unknown:
-        raise ReidError(f"--backbones: unknown backbone{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                        f"(reid models lists the paper's; timm.list_models() every one)")
-    if checkpoints is not None:
-        for name in backbones:
-            find_checkpoint(Path(checkpoints), name)
-    for name in config.recipes:
-        recipe_for(config, name, Path("."))  # every recipe file is read and validated before any work
-
-
 def _finished(run: Path, epochs: int) -> bool:
     last = run / "last.pt"
     return last.is_file() and RunCheckpoint.load(last).epoch >= epochs
-
-
-def find_checkpoint(folder: Path, backbone: str) -> Path:
-    for candidate in (folder / backbone / "best.pt", folder / f"{backbone}.pt", folder / backbone / "last.pt"):
-        if candidate.is_file():
-            return candidate
-    raise ReidError(f"no checkpoint for {backbone} in {folder} (looked for {backbone}/best.pt and {backbone}.pt)")
 
 
 def _evaluate(checkpoint: RunCheckpoint, config: TrainConfig, dataset, trials: int, device) -> EvaluationReport:
@@ -181,7 +139,7 @@ def run_comparison(
     output_dir = Path(output_dir)
     if not train and checkpoints is None:
         raise ReidError("give --train or --checkpoints DIR")
-    check_backbones(backbones, config, checkpoints)
+    refuse(comparison_problems(backbones, config, checkpoints))
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset, config.data_root, mode=config.sysu_mode)
     paths: dict[str, Path] = {}

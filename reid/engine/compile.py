@@ -63,6 +63,11 @@ class EagerFallback:
                  on_fallback: Callable[[str], None] | None = None) -> None:
         self.model, self.compiled, self.mode, self.on_fallback = model, compiled, mode, on_fallback
 
+    @property
+    def fell_back(self) -> bool:
+        """Whether a compilation failed and the calls now run the eager model."""
+        return self.compiled is None
+
     def __call__(self, *args, **kwargs):
         if self.compiled is None:
             return self.model(*args, **kwargs)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid.data.loader import SampleDataset, make_loader
+from reid import threads as threads_module
+from reid.data.loader import SampleDataset, default_workers, make_loader
 from reid.data.registry import dataset_class
 from reid.data.samples import MODALITIES, Sample
 from reid.data.transforms import Pipeline, eval_pipeline
@@ -29,6 +30,10 @@ from reid.errors import ReidError
 from reid.io import file_digest
 from reid.models.reid_model import ReIDModel
 from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, parse_size
+
+
+class _FellBack(Exception):
+    """A compiled embedding pass fell back to eager: the pass is done again as an eager one."""
 
 
 @torch.no_grad()
@@ -50,39 +55,78 @@ def embed_samples(
     Args:
         compile: Run a compiled copy of the model as ``reid.engine.compile`` resolves it for this many samples (a
             compiled model's last, smaller batch is padded, so it is compiled once).
-        on_fallback: Told (one line) if the compilation fails and the pass runs eagerly.
+        on_fallback: Told (one line) if the compilation fails; the pass is then done as an eager pass does it
+            (the same batches, no padding), so its numbers are the eager pass's.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    compiled = compile_model(model, compile, device, images=len(samples), on_fallback=on_fallback)
-    # a compiled model sees single-modality batches of one size: each modality in its own pass (a mixed batch
-    # would route a varying number of images through each modality stem), the last batch padded
-    groups = [list(range(len(samples)))] if compiled is model else \
-        [[i for i, s in enumerate(samples) if s.modality == m] for m in MODALITIES]
-    embeddings = None
     try:
-        for rows in filter(None, groups):
-            loader = make_loader(SampleDataset([samples[i] for i in rows], pipeline, seq_len), batch_size=batch_size,
-                                 num_workers=num_workers, device=device)
-            chunks = []
-            for images, _, _, infrared in loader:
-                images, infrared = images.to(device, non_blocking=True), infrared.to(device)
-                count = len(images)
-                if compiled is not model:
-                    (images, infrared), count = pad_batch((images, infrared), batch_size)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    output = compiled(images, infrared).embeddings[:count]
-                chunks.append(output.float().cpu())
+        compiled = compile_model(model, compile, device, images=len(samples), on_fallback=on_fallback)
+        if compiled is not model:
+            reported = [0]
+
+            def counted(count: int) -> None:
+                reported[0] += count
                 if progress:
                     progress(count)
-            block = torch.cat(chunks)
-            if embeddings is None:
-                embeddings = block.new_empty(len(samples), block.shape[1])
-            embeddings[rows] = block
+
+            try:
+                return _embedding_pass(compiled, samples, pipeline, batch_size, device, seq_len, num_workers,
+                                       amp_dtype, counted, padded=True)
+            except _FellBack:
+                progress = _skipping(progress, reported[0])  # the bar does not count the redone images twice
+        return _embedding_pass(model, samples, pipeline, batch_size, device, seq_len, num_workers, amp_dtype,
+                               progress, padded=False)
     finally:
         model.train(was_training)
-    return embeddings if embeddings is not None else torch.empty(0, getattr(model, "num_features", 0))
+
+
+def _skipping(progress: Callable[[int], None] | None, already: int) -> Callable[[int], None] | None:
+    """``progress`` told only of the images beyond the first ``already``."""
+    if progress is None or already == 0:
+        return progress
+    left = [already]
+
+    def told(count: int) -> None:
+        skipped = min(left[0], count)
+        left[0] -= skipped
+        if count > skipped:
+            progress(count - skipped)
+
+    return told
+
+
+def _embedding_pass(runner: Callable, samples: Sequence[Sample], pipeline: Pipeline, batch_size: int,
+                    device: torch.device, seq_len: int, num_workers: int | None, amp_dtype: torch.dtype | None,
+                    progress: Callable[[int], None] | None, padded: bool) -> torch.Tensor:
+    """One pass over ``samples``. A compiled model (``padded``) sees single-modality batches of one size: each
+    modality in its own pass (a mixed batch would route a varying number of images through each modality stem),
+    the last batch padded; raises _FellBack when its compilation fails."""
+    groups = [[i for i, s in enumerate(samples) if s.modality == m] for m in MODALITIES] if padded else \
+        [list(range(len(samples)))]
+    embeddings = None
+    for rows in filter(None, groups):
+        loader = make_loader(SampleDataset([samples[i] for i in rows], pipeline, seq_len), batch_size=batch_size,
+                             num_workers=num_workers, device=device)
+        chunks = []
+        for images, _, _, infrared in loader:
+            images, infrared = images.to(device, non_blocking=True), infrared.to(device)
+            count = len(images)
+            if padded:
+                (images, infrared), count = pad_batch((images, infrared), batch_size)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = runner(images, infrared).embeddings[:count]
+            if getattr(runner, "fell_back", False):
+                raise _FellBack
+            chunks.append(output.float().cpu())
+            if progress:
+                progress(count)
+        block = torch.cat(chunks)
+        if embeddings is None:
+            embeddings = block.new_empty(len(samples), block.shape[1])
+        embeddings[rows] = block
+    return embeddings if embeddings is not None else torch.empty(0, getattr(runner, "num_features", 0))
 
 
 @dataclass
@@ -103,6 +147,7 @@ class Embedder:
         compile: torch.compile for the embedding passes (``reid.engine.compile``).
         tracklets: Whether the model embeds tracklets of ``seq_len`` frames (trained on a video dataset).
         on_fallback: Told (one line) when a compilation fails and a pass runs eagerly.
+        notes: Lines for the user about how it runs (its size, a busy machine).
     """
 
     model: ReIDModel
@@ -119,6 +164,7 @@ class Embedder:
     compile: CompileMode = "off"
     tracklets: bool = False
     on_fallback: Callable[[str], None] | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)  # what a user should hear about how it runs (a busy machine)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: RunCheckpoint | str | Path, device: torch.device | str = "cpu",
@@ -155,26 +201,43 @@ class Embedder:
             pretrained: str | Path | None = None,
             input_size: tuple[int, int] | str = (288, 144),
             device: DeviceName = "auto",
-            batch_size: int | None = None,
-            compile: CompileMode = "auto",
+            threads: int | None = None,
             amp: AmpMode = "auto",
+            batch_size: int | None = None,
+            num_workers: int | None = None,
+            compile: CompileMode = "auto",
+            seq_len: int | None = None,
     ) -> Embedder:
         """The Embedder the command line's model options describe: exactly one of a run checkpoint and a backbone
         name, on ``device`` ("auto": CUDA when there is a GPU), in batches of ``batch_size`` (default 256 on CUDA,
-        64 on a CPU), with AMP and compile resolved for the device.
+        64 on a CPU), with AMP and compile resolved for the device; on a CPU, torch's threads are sized as
+        ``reid.threads`` plans them (``threads`` when given), and a busy machine is said in ``notes``.
 
         Args:
             input_size: (height, width) or "HxW" for a backbone (a checkpoint has its own).
+            num_workers: Loading workers of the embedding passes (None: ``reid.data.loader.default_workers``).
+            seq_len: Frames per tracklet (None: the checkpoint's own, else 6).
         """
         if (checkpoint is None) == (backbone is None):
             raise ReidError("give either --checkpoint or --backbone")
         torch_device = resolve_device(device)
+        notes = []
+        if torch_device.type == "cpu":
+            plan = threads_module.plan(threads, default_workers(torch_device) if num_workers is None else num_workers)
+            threads_module.apply(plan)
+            notes += [plan.note] if plan.note else []
         options = dict(batch_size=batch_size or (256 if torch_device.type == "cuda" else 64),
-                       amp_dtype=resolve_amp(amp, torch_device), compile=compile)
+                       amp_dtype=resolve_amp(amp, torch_device), compile=compile, num_workers=num_workers,
+                       notes=notes)
+        if seq_len is not None:
+            options["seq_len"] = seq_len
         if checkpoint is not None:
             return cls.from_checkpoint(checkpoint, torch_device, **options)
         size = parse_size(input_size, "--input-size") if isinstance(input_size, str) else input_size
-        return cls.from_backbone(backbone, size, pretrained, torch_device, **options)
+        embedder = cls.from_backbone(backbone, size, pretrained, torch_device, **options)
+        if embedder.size_note:
+            embedder.notes.insert(0, embedder.size_note)
+        return embedder
 
     def identity(self) -> dict[str, str | None]:
         """What was embedded with, for reports: backbone, checkpoint (or weights) file and its sha256."""

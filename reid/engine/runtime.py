@@ -13,8 +13,8 @@ One place for what every training loop needs around its own forward pass and los
   everything a resume needs (``TrainingState``);
 * the epoch loop: train, evaluate when due, keep the best, write last.pt and the history, print a line with the
   run's ETA (``TrainingLoop``);
-* the run directory: one training at a time (a lock that names the holder), never trained over unless resumed or
-  overwritten, its config.yaml the settings a resume continues with (``RunDirectory``);
+* the run directory (``reid.runs.RunDirectory``): one training at a time, never trained over unless resumed or
+  overwritten, and the hint a stopped run leaves (``resume_hint``).
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from reid.config import FlatConfig, load_config
 from reid.engine.checkpoint import read_checkpoint, write_checkpoint
 from reid.engine.compile import compile_model
 from reid.engine.history import History
 from reid.errors import ReidError
-from reid.io import atomic_write_text, ensure_writable, exclusive_lock
 from reid.models.weights import CheckpointError, error_summary, unwrap_model
+from reid.runs import RunDirectory
 from reid.settings import AmpMode, CompileMode, DeviceName
 
 
@@ -89,80 +88,12 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-@dataclass(frozen=True)
-class RunDirectory:
-    """The files of a run directory, and its rules: one training at a time, a run never trained over unless it is
-    resumed or overwritten, and its config.yaml the settings a resume continues with."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def last(self) -> Path:
-        return self.root / "last.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-    @property
-    def curves(self) -> Path:
-        return self.root / "curves.png"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "train.log"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
-
-    def holds_a_run(self) -> list[str]:
-        """The names of the run files already here (a directory that holds any is not trained over)."""
-        return [p.name for p in (self.last, self.best, self.metrics) if p.is_file()]
-
-    def resume_hint(self, command: str) -> str:
-        """What a stopped run keeps and the command that continues it."""
-        if not self.last.is_file():
-            return f"no epoch finished, so there is nothing to resume in {self.root}"
-        epoch = read_checkpoint(self.last, "reid" if command == "train" else "pretrain")["epoch"]
-        return f"{self.last} keeps epoch {epoch}. Continue with: reid {command} --output-dir {self.root} --resume"
-
-    @contextmanager
-    def claim(self, config: FlatConfig, resume: bool, overwrite: bool) -> Iterator[tuple[FlatConfig, list[str]]]:
-        """Hold the directory for a training (a second one refuses, naming this process) and yield the config to
-        train with, and notes on what a resumed run changes.
-
-        A directory that holds a run is refused unless ``resume`` (then ``config`` must be a continuation of the
-        run's own config.yaml, see ``FlatConfig.resumed_with``) or ``overwrite`` (then the old run's files go).
-        """
-        ensure_writable(self.config)  # makes the directory, where the lock goes
-        with exclusive_lock(self.lock, f"the run directory {self.root}", timeout=0):
-            notes: list[str] = []
-            existing = self.holds_a_run()
-            if existing and not resume:
-                if not overwrite:
-                    raise ReidError(f"{self.root} already holds a run ({', '.join(existing)}); continue it with "
-                                    f"--resume, train into a new --output-dir, or replace it with --overwrite")
-                for path in (self.last, self.best, self.metrics, self.curves, self.log):
-                    path.unlink(missing_ok=True)
-            if resume and self.last.is_file() and self.config.is_file():
-                saved = load_config(self.config, type(config))
-                config, changes = saved.resumed_with(config)
-                notes += [f"resuming with a changed setting: {change}" for change in changes]
-            atomic_write_text(self.config, config.to_yaml())
-            yield config, notes
+def resume_hint(run: RunDirectory, command: str) -> str:
+    """What a stopped run keeps and the command that continues it."""
+    if not run.last.is_file():
+        return f"no epoch finished, so there is nothing to resume in {run.root}"
+    epoch = read_checkpoint(run.last, "reid" if command == "train" else "pretrain")["epoch"]
+    return f"{run.last} keeps epoch {epoch}. Continue with: reid {command} --output-dir {run.root} --resume"
 
 
 @dataclass

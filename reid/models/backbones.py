@@ -1,7 +1,6 @@
 """Creating any timm backbone at the experiment's input size, and measuring its size and cost."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from reid.catalogue import BackboneEntry, weights_file
+from reid.catalogue import BackboneEntry, unknown_backbone, weights_file
 from reid.errors import ReidError
 from reid.models.pretrained import load_pretrained
 
@@ -85,9 +84,7 @@ def create_backbone(
         BackboneError: Unknown model name, or a last stride for a backbone that has none to change.
     """
     if not timm.is_model(name.split(".")[0]):  # "resnet50.a1_in1k" names a pretrained tag of resnet50
-        close = difflib.get_close_matches(name, timm.list_models(), n=5)
-        hint = f"; similar: {', '.join(close)}" if close else ""
-        raise BackboneError(f"unknown backbone {name!r}{hint}")
+        raise BackboneError(unknown_backbone(name, timm.list_models()))
     input_size = (int(input_size[0]), int(input_size[1]))
     try:
         model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=input_size, **kwargs)

@@ -20,7 +20,6 @@ def tiny_vcm(tmp_path_factory):
 @pytest.fixture
 def tiny_config(tiny_llcm, tmp_path):
     """A few seconds of CPU training: AttNet-XXS at 64x32, 4 identities x 2 per modality."""
-    torch.set_num_threads(2)
 
     def config(**changes):
         values = dict(dataset="llcm", data_root=str(tiny_llcm), output_dir=str(tmp_path / "run"),

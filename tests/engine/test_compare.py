@@ -66,7 +66,7 @@ def test_every_backbone_name_is_checked_before_any_work(tiny_config, tmp_path):
     config.write_text(tiny_config().to_yaml())
     result = CliRunner().invoke(app, ["compare", "--config", str(config), "--backbones", "attnet_xxs,not_a_model",
                                       "--output-dir", str(tmp_path / "o"), "--train"])
-    assert result.exit_code == 2 and "unknown backbone not_a_model" in result.stderr
+    assert result.exit_code == 2 and "unknown backbone 'not_a_model'" in result.stderr
     assert not (tmp_path / "o").exists()  # nothing trained, nothing left
     twice = CliRunner().invoke(app, ["compare", "--config", str(config), "--backbones", "attnet_xxs,attnet_xxs",
                                      "--output-dir", str(tmp_path / "o"), "--train"])
@@ -75,8 +75,8 @@ def test_every_backbone_name_is_checked_before_any_work(tiny_config, tmp_path):
 
 def test_a_backbone_with_a_recipe_of_its_own_trains_with_it_on_the_comparisons_data(tiny_config, tmp_path):
     from reid.config import load_config
-    from reid.engine.compare import recipe_for
     from reid.errors import ReidError
+    from reid.runs import recipe_for
 
     own = tmp_path / "agw_resnet.yaml"
     own.write_text(tiny_config(optimizer="sgd", lr=0.1, data_root=str(tmp_path), output_dir="elsewhere",

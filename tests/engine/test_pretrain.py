@@ -37,7 +37,6 @@ def config(folder, out, **changes):
 
 
 def test_pretrain_resume_and_load_as_backbone(folder, tmp_path):
-    torch.set_num_threads(2)
     row = pretrain(config(folder, tmp_path / "run"))
     assert row["epoch"] == 1 and 0 <= row["top1"] <= 100 and row["top5"] >= row["top1"] and "ema_top1" in row
     row = pretrain(config(folder, tmp_path / "run", epochs=2), resume=True)

@@ -51,7 +51,8 @@ def test_refusals_are_one_line_with_exit_code_2(served, tmp_path):
     old = tmp_path / "old.json"
     old.write_text('{"dataset": "LLCM", "results": {}}')
     cases = [
-        (["--index", str(tmp_path / "nowhere"), *model], "not a gallery (no manifest.json)"),
+        (["--index", str(tmp_path / "nowhere"), *model], "no such gallery directory"),
+        (["--index", str(tmp_path), *model], "not a gallery (no manifest.json)"),
         (["--index", str(gallery), *model, "--host", "0.0.0.0"], "--host 0.0.0.0 listens beyond this machine"),
         (["--index", str(gallery), *model, "--token-file", str(tmp_path / "missing")], "no such file"),
         (["--index", str(gallery), *model, "--token-file", str(short)], "at least 16 characters"),
