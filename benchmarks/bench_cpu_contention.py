@@ -4,16 +4,16 @@ three thread settings measured in the same run:
 * ``before``: what the project did before it sized its threads (torch's default pool of one thread per core, two
   loading workers, OpenMP threads that spin while they wait);
 * ``omp1``: ``OMP_NUM_THREADS=1``, the usual advice for a busy machine;
-* ``now``: the project's defaults (``reid.threads``: passive waiting, threads sized to the usable cores and the
-  loading workers, one thread when the machine is already busy).
+* ``now``: the project's defaults (``reid.threads``: threads sized to the usable cores less those other processes
+  run on, and ``default_workers``: every core but one).
 
 Each measurement is a fresh process (OpenMP reads its settings when torch starts): AttNet-XXS at 96x48 trained as
 the demo trains it (8 identities x 4 images x 2 modalities, AdamW, the demo's augmentation and loader), images per
 second over the steps after three warm-up steps; then the median latency of embedding one image, as a search
-does. "Busy" runs ``--competitors`` CPU-bound processes (plain Python loops) beside it, started a minute before
-the measurement so that the machine's load average shows them, as it does on a machine that is busy.
+does. "Busy" runs ``--competitors`` CPU-bound processes (plain Python loops) beside it, started before the
+measured process. The variants run interleaved, ``--rounds`` times, and the table shows medians.
 
-    python benchmarks/bench_cpu_contention.py [--seconds 20] [--competitors 2] [--rounds 1]
+    python benchmarks/bench_cpu_contention.py [--seconds 20] [--competitors 2] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    "before": {"env": {}, "reid_threads": False, "workers": "before"},
-    "omp1": {"env": {"OMP_NUM_THREADS": "1"}, "reid_threads": False, "workers": "before"},
-    "now": {"env": {}, "reid_threads": True, "workers": "now"},
+    "before": {"env": {}, "reid_threads": False},
+    "omp1": {"env": {"OMP_NUM_THREADS": "1"}, "reid_threads": False},
+    "now": {"env": {}, "reid_threads": True},
 }
 SPIN = "while True: pass"
 
@@ -38,14 +38,10 @@ SPIN = "while True: pass"
 def child(variant: str, seconds: float, data: Path) -> dict:
     """One measurement, in this (fresh) process."""
     settings = VARIANTS[variant]
-    if settings["reid_threads"]:
-        from reid import threads
-
-        threads.configure()
     import torch
 
     from reid.data import load_dataset
-    from reid.data.loader import SampleDataset, default_workers, make_loader
+    from reid.data.loader import SampleDataset, make_loader
     from reid.data.sampler import CrossModalityIdentitySampler
     from reid.data.samples import relabel
     from reid.data.transforms import train_pipelines
@@ -54,11 +50,13 @@ def child(variant: str, seconds: float, data: Path) -> dict:
     from reid.models.reid_model import ReIDModel
     from reid.settings import AugmentConfig
 
-    workers = min(4, len(os.sched_getaffinity(0))) if settings["workers"] == "before" else default_workers("cpu")
+    workers = min(4, len(os.sched_getaffinity(0)))  # the loader's default before it was planned
     if settings["reid_threads"]:
         from reid import threads
 
-        threads.apply(threads.plan(None, workers))
+        plan = threads.plan()
+        threads.apply(plan)
+        workers = plan.workers
     samples = relabel(load_dataset("llcm", data).train())
     augment = AugmentConfig(96, 48, pad=4)
     sampler = CrossModalityIdentitySampler(samples, 8, 4, seed=0)
@@ -104,8 +102,8 @@ def child(variant: str, seconds: float, data: Path) -> dict:
 
 
 def measure(variant: str, seconds: float, data: Path) -> dict:
-    environment = os.environ | VARIANTS[variant]["env"]
-    environment.pop("OMP_WAIT_POLICY", None)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "GOMP_"))}
+    environment |= VARIANTS[variant]["env"]
     result = subprocess.run([sys.executable, __file__, "--child", variant, "--seconds", str(seconds), "--data",
                              str(data)], capture_output=True, text=True, env=environment)
     if result.returncode:
@@ -117,8 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="training seconds measured per run")
     parser.add_argument("--competitors", type=int, default=2, help="CPU-bound processes beside a busy run")
-    parser.add_argument("--rounds", type=int, default=1, help="measurements of each variant (medians)")
-    parser.add_argument("--settle", type=float, default=60.0, help="seconds the competitors run before a busy run")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each variant (medians)")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds the competitors run before a busy run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,10 +143,6 @@ def main() -> None:
                     process.kill()
                 for process in competitors:
                     process.wait()
-            if machine == "busy":
-                pass
-            else:
-                time.sleep(5)  # let the load average settle a little before the busy runs start theirs
     print(f"{usable_cores()} usable cores; busy = {args.competitors} CPU-bound processes beside the run; "
           f"{args.seconds:.0f} s of training per run, medians of {args.rounds} round(s)\n")
     print("| machine | threads setting | threads x workers | training images/s | vs before | vs omp1 | "

@@ -5,20 +5,23 @@ worker processes. Two things make that slow on a machine that is not the process
 
 * the cores the process *may* use are fewer than the machine's when its CPU affinity or its container's CPU quota
   (cgroup ``cpu.max`` / ``cpu.cfs_quota_us``) says so, and more threads than those only queue;
-* OpenMP threads that finish early spin (busy-wait) for the others; when another process holds a core, the one
-  thread that is behind waits for the scheduler while the others burn their time slices, and an operation that
-  takes microseconds takes milliseconds (measured: ``benchmarks/bench_cpu_contention.py``, BENCHMARKS.md).
+* when other processes hold cores, every operation's threads wait for the one the scheduler put aside: OpenMP
+  threads that finished spin (busy-wait) for it, and an operation that takes microseconds takes milliseconds.
 
-So ``configure`` (called by the command line before torch is imported) asks OpenMP to wait passively
-(``OMP_WAIT_POLICY=PASSIVE``, unless the user set it), and ``plan`` sizes the pool: the ``--threads`` setting when
-given, else the usable cores, less the loader workers beyond the first (each takes a core while it decodes and
-augments), and one thread when the machine is already busy (its load average above those cores), with a note that
-says so. ``apply`` gives the plan to torch.
+So ``plan`` sizes the pool: the ``--threads`` setting (or ``OMP_NUM_THREADS``) when given, else the usable cores
+less the ones other processes are running on right now, at least one, with a note when that is fewer than the
+cores; and the loading workers with it: on an idle machine they sleep most of the time (the pipeline is tens of
+times faster than a training step, BENCHMARKS.md) and take no thread, on a busy one a single worker competes for
+less. Waiting passively (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning was measured too and is not the
+default: it makes every operation of an idle machine wait for its threads to wake (0.72x the training rate, 2.7x
+the latency of a one-image query), while one thread on a busy machine has nobody to wait for
+(``benchmarks/bench_cpu_contention.py``). ``apply`` gives the plan to torch.
 """
 from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +87,25 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def machine_load() -> float:
-    """Processes running or waiting for a CPU, averaged over the last minute."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return 0.0
+def running_elsewhere(samples: int = 20, interval: float = 0.005, loadavg: Path = Path("/proc/loadavg")) -> float:
+    """How many other processes are running right now: the kernel's count of runnable tasks (``/proc/loadavg``'s
+    fourth field, which counts the reader too), averaged over ``samples`` readings; 0 where there is no such
+    file. The one-minute load average is not used: it still counts what this process itself ran a minute ago."""
+    counts = []
+    for number in range(samples):
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        if number + 1 < samples:
+            time.sleep(interval)
+    return max(0.0, sum(counts) / len(counts))
+
+
+def environment_threads() -> int | None:
+    """The threads ``OMP_NUM_THREADS`` asks for, when it is a positive number."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -98,42 +114,40 @@ class ThreadPlan:
 
     Attributes:
         threads: torch's intra-op threads.
+        workers: Data loading workers, when none are asked for.
         cores: The cores the process may use.
-        load: The machine's load average when planned.
-        note: One line for the user when the plan differs from the cores (a busy machine), else None.
+        others: Processes that were running elsewhere when planned.
+        note: One line for the user when the plan uses fewer threads than cores because the machine is busy.
     """
 
     threads: int
+    workers: int
     cores: int
-    load: float
+    others: float
     note: str | None = None
 
 
-def plan(requested: int | None = None, workers: int = 0, cores: int | None = None,
-         load: float | None = None) -> ThreadPlan:
-    """The threads for torch: ``requested`` (the ``--threads`` setting) when given, else the usable cores less
-    the loader ``workers`` beyond the first, and 1 when the machine's load already exceeds the cores."""
+def plan(requested: int | None = None, cores: int | None = None, others: float | None = None) -> ThreadPlan:
+    """The threads for torch: ``requested`` (the ``--threads`` setting, else ``OMP_NUM_THREADS``) when given, else
+    the usable cores less those other processes run on now (rounded up), at least one; and the loading workers:
+    one per core up to 4, or one on a busy machine."""
     cores = usable_cores() if cores is None else cores
-    load = machine_load() if load is None else load
+    idle_workers = min(4, cores)
+    requested = requested or environment_threads()
     if requested is not None:
-        return ThreadPlan(requested, cores, load)
-    threads = max(1, cores - max(0, workers - 1))
-    if load > cores and threads > 1:
-        return ThreadPlan(1, cores, load, f"the machine is busy (load {load:.1f} on {cores} usable "
-                                          f"core{'s' if cores != 1 else ''}), so torch runs on 1 thread; "
-                                          f"--threads N (or the threads setting) chooses")
-    return ThreadPlan(threads, cores, load)
-
-
-def configure() -> None:
-    """Before torch is imported: OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) instead of spinning,
-    unless the environment already says how they wait."""
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return ThreadPlan(requested, idle_workers, cores, 0.0)
+    others = running_elsewhere() if others is None else others
+    threads = max(1, cores - math.ceil(others - 0.25))  # a process that ran a quarter of the time takes no core
+    if threads >= cores:
+        return ThreadPlan(cores, idle_workers, cores, others)
+    return ThreadPlan(threads, 1, cores, others,
+                      f"the machine is busy ({others:.1f} other processes running on {cores} usable "
+                      f"core{'s' if cores != 1 else ''}), so torch runs on {threads} thread"
+                      f"{'s' if threads != 1 else ''}; --threads N (or the threads setting) chooses")
 
 
 def apply(thread_plan: ThreadPlan) -> None:
-    """Give the plan to torch (and to OpenCV, which loader workers use for resizing)."""
+    """Give the plan to torch."""
     import torch
 
     if torch.get_num_threads() != thread_plan.threads:
