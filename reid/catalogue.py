@@ -111,6 +111,9 @@ RELEASED_WEIGHTS = {
        for name in ("attnet_xxs", "attnet_xs", "attnet_s", "attnet_t1", "attnet_t2", "attnet_t3", "attnet_t4")},
     "acmix_swin_tiny_patch4_window7_224": ReleasedWeights("ACmix_Swin_T.pth", ACMIX_RELEASE),
     "acmix_swin_small_patch4_window7_224": ReleasedWeights("ACmix_Swin_S.pth", ACMIX_RELEASE),
+    # AGW's ResNet-50 starts from torchvision's original ImageNet file (resnet.py line 11 of the AGW baseline); its
+    # keys are timm's resnet50's, so the published baseline's start is one saved file away
+    "resnet50": ReleasedWeights("resnet50-19c8e357.pth", "https://download.pytorch.org/models/resnet50-19c8e357.pth"),
 }
 NONE_RELEASED = "none released (train from scratch or with reid pretrain)"
 

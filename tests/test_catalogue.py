@@ -74,4 +74,16 @@ def test_the_weights_column(tmp_path):
     assert weights_file("attnet_t1", tmp_path) == f"missing: {tmp_path / 'AttNet_T1.pth'}"
     (tmp_path / "AttNet_T1.pth").write_bytes(b"x")
     assert weights_file("attnet_t1", tmp_path) == tmp_path / "AttNet_T1.pth"  # to be loaded and checked
-    assert weights_file("resnet50", tmp_path) is None and weights_file("atconv_swin_tiny", tmp_path).startswith("none")
+    assert weights_file("resnet50", tmp_path) == f"missing: {tmp_path / 'resnet50-19c8e357.pth'}"  # AGW's start
+    assert weights_file("convnext_tiny", tmp_path) is None  # timm's hub
+    assert weights_file("atconv_swin_tiny", tmp_path).startswith("none")
+
+
+def test_agws_torchvision_resnet50_file_loads_into_timms_resnet50(tmp_path):
+    import torch
+    import torchvision
+
+    from reid.models.pretrained import weights_status
+
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "resnet50-19c8e357.pth")  # its key layout
+    assert weights_status("resnet50", tmp_path) == f"ok: {tmp_path / 'resnet50-19c8e357.pth'}"

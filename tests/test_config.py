@@ -92,7 +92,7 @@ def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
                                   "agw_llcm_resnet50", "agw_vcm_resnet50", "agw_compare_llcm", "agw_compare_vcm"])
 def test_agw_configs_hold_agws_recipe(name):
     config = load_config(f"{name}.yaml")
-    losses = (config.label_smoothing, config.triplet, config.triplet_cross_weight, config.triplet_batch_weight,
+    losses = (config.label_smoothing, config.metric_loss, config.triplet_cross_weight, config.triplet_batch_weight,
               config.id_weight)
     assert losses == (0.0, "weighted", 0.0, 1.0, 1.0)  # identity + WRT on the whole batch
     # AGW's raw distances before the BNNeck for its ResNet-50; after it, normalised, for the others (ours)
@@ -102,7 +102,11 @@ def test_agw_configs_hold_agws_recipe(name):
     schedule = (config.epochs, config.warmup_epochs, config.warmup_factor, config.warmup_by, config.lr_schedule,
                 config.lr_steps, config.lr_decay, config.backbone_lr_scale, config.weight_decay, config.grad_clip)
     assert schedule == (81, 10, 0.1, "epoch", "step", [20, 50], 0.1, 0.1, 5e-4, None)
-    assert (config.augment_pad, config.augment_flip, config.augment_erasing, config.augment_channel) == (10, 0.5, 0, 0)
+    # LLCM's AGW baseline erases (ZYK100/LLCM AGW/train.py lines 40, 110) and chooses on visible -> infrared (line
+    # 64); mangye16's does neither (train.py lines 114-121) and chooses on thermal -> visible (line 71)
+    erasing, direction = (0.5, "vis2ir") if config.dataset == "llcm" else (0.0, "ir2vis")
+    augment = (config.augment_pad, config.augment_flip, config.augment_erasing, config.augment_channel)
+    assert augment == (10, 0.5, erasing, 0) and config.best_direction == direction
     # AGW evaluates after its 0-based epochs 2, 4, ..., 80 and keeps the best rank-1
     assert [epoch for epoch in range(1, 82) if config.evaluates_after(epoch)] == list(range(3, 82, 2))
     assert config.best_metric == "rank1"
@@ -111,6 +115,8 @@ def test_agw_configs_hold_agws_recipe(name):
         model = (config.modality_stems, config.last_stride, config.gem_trainable, config.bnneck_init_std,
                  config.decay_all_weights, config.amp, config.input_resize)
         assert model == (True, 1, False, 0.01, True, "off", "lanczos")
+        assert (config.non_local, config.non_local_channels) == ([0, 2, 3, 0], "one")  # model.py lines 155, 21
+        assert config.pretrained == "weights/resnet50-19c8e357.pth"  # resnet.py line 11: torchvision's file
     else:
         assert (config.optimizer, config.lr, config.modality_stems, config.last_stride) == ("adamw", 3.5e-4, False,
                                                                                             None)
@@ -137,6 +143,12 @@ def test_an_alias_bomb_is_refused_at_once_without_a_huge_message(tmp_path):
     huge.write_text("dataset: llcm\n" + "#" * (1 << 20))
     with pytest.raises(ConfigError, match="too large for a config"):
         load_config(huge)
+
+
+def test_a_best_direction_the_dataset_does_not_search_is_refused():
+    assert make_config({"dataset": "llcm", "data_root": "x", "best_direction": "vis2ir"}).best_direction == "vis2ir"
+    with pytest.raises(ConfigError, match="best_direction: sysu is searched ir2vis only, not vis2ir"):
+        make_config({"dataset": "sysu", "data_root": "x", "best_direction": "vis2ir"})
 
 
 def test_infinite_and_nan_numbers_are_refused():

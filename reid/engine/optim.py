@@ -20,7 +20,9 @@ from torch import nn
 
 from reid.config import TrainConfig
 
-BACKBONES = ("backbone.", "infrared_backbone.")
+# What trains at the backbone's rate: the network and AGW's non-local blocks inside it (AGW's train.py gives every
+# parameter but the BNNeck's and the classifier's the backbone's rate, 0.1 x lr)
+BACKBONES = ("backbone.", "infrared_backbone.", "non_local.")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, backbone_lr_scale: float = 1.0,

@@ -305,12 +305,21 @@ class AttNet(nn.Module):
             self.reset_classifier(0)
         return take_indices
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled NCHW map of the last stage (stride 32); channels_last memory."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        for index in range(len(self.stages)):
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem (stride 4), what modality-specific stems replace; ``forward_features`` is
+        ``forward_trunk(forward_stem(x))``."""
+        return self.downsample_layers[0](x.contiguous(memory_format=torch.channels_last))
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything after the stem, to the unpooled map of the last stage."""
+        x = self.stages[0](x.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
+        for index in range(1, len(self.stages)):
             x = self._run_stage(index, x)
         return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled NCHW map of the last stage (stride 32); channels_last memory."""
+        return self.forward_trunk(self.forward_stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(self.norm(x.mean((2, 3))))

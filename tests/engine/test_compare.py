@@ -93,3 +93,28 @@ def test_a_backbone_with_a_recipe_of_its_own_trains_with_it_on_the_comparisons_d
     other.write_text(tiny_config(dataset="vcm").to_yaml())
     with pytest.raises(ReidError, match="trains on vcm, the comparison on llcm"):
         recipe_for(tiny_config(recipes={"resnet18": str(other)}), "resnet18", tmp_path / "x")
+
+
+def test_a_short_compare_runs_agws_resnet50_recipe_with_its_non_local_blocks(tiny_llcm, tmp_path):
+    """``reid compare`` over the shipped agw_compare_llcm.yaml, made small (one epoch at 64x32, no ImageNet file):
+    ResNet-50 trains with AGW's own recipe, the non-local blocks and both stems included, to the end."""
+    import torch
+    import yaml
+
+    from reid.config import load_config
+
+    small = dict(data_root=str(tiny_llcm), epochs=1, input_height=64, input_width=32, batch_identities=4,
+                 num_workers=0, eval_first=None, eval_every=1)
+    recipe = yaml.safe_load(load_config("agw_llcm_resnet50.yaml").to_yaml()) | small | {"pretrained": None}
+    (tmp_path / "agw_resnet50.yaml").write_text(yaml.safe_dump(recipe))
+    comparison = yaml.safe_load(load_config("agw_compare_llcm.yaml").to_yaml()) | small
+    comparison["recipes"] = {"resnet50": str(tmp_path / "agw_resnet50.yaml")}
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(comparison))
+    result = CliRunner().invoke(app, ["compare", "--config", str(tmp_path / "compare.yaml"), "--backbones",
+                                      "resnet50", "--train", "--trials", "1", "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "| resnet50 |" in (tmp_path / "o" / "comparison.md").read_text()
+    state = torch.load(tmp_path / "o" / "resnet50" / "best.pt", weights_only=True)
+    assert state["model_config"]["non_local"] == [0, 2, 3, 0] and state["model_config"]["modality_stems"] is True
+    blocks = {key.split(".")[1] for key in state["model"] if key.startswith("non_local.")}
+    assert blocks == {"layer2_2", "layer2_3", "layer3_3", "layer3_4", "layer3_5"}

@@ -112,7 +112,8 @@ def test_agws_resnet50_recipe_decays_every_parameter():
     from reid.config import load_config
     from reid.engine.checkpoint import build_model
 
-    recipe = load_config("agw_llcm_resnet50.yaml").model_copy(update={"input_height": 64, "input_width": 32})
+    recipe = load_config("agw_llcm_resnet50.yaml").model_copy(update={"input_height": 64, "input_width": 32,
+                                                                     "pretrained": None})  # no ImageNet file here
     model = build_model(recipe, 7)
     optimizer = make_optimizer(model, recipe)
     assert [group["weight_decay"] for group in optimizer.param_groups] == [5e-4, 5e-4]  # backbone, then head
@@ -120,3 +121,9 @@ def test_agws_resnet50_recipe_decays_every_parameter():
     decayed = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert decayed == trained  # BN weights and biases, the BNNeck, the classifier: all of them
     assert [group["lr_scale"] for group in optimizer.param_groups] == [0.1, 1.0]
+    # AGW's train.py: every parameter but the BNNeck's and the classifier's at the backbone's rate, the non-local
+    # blocks included
+    head = {id(p) for p in optimizer.param_groups[1]["params"]}
+    assert head == {id(p) for module in (model.bottleneck, model.classifier) for p in module.parameters()
+                    if p.requires_grad}
+    assert model.non_local and all(id(p) not in head for p in model.non_local.parameters())

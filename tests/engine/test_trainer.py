@@ -202,6 +202,20 @@ def test_a_validation_split_chooses_best_pt_without_looking_at_the_test_set(tiny
     assert "validation: 1 training identity held out" in root.log.read_text()
 
 
+@pytest.mark.parametrize("direction", ["vis2ir", "ir2vis"])
+def test_best_pt_is_chosen_on_the_configured_direction(tiny_config, direction):
+    """LLCM's AGW baseline chooses its epoch on visible -> infrared, mangye16's on thermal -> visible: best.pt holds
+    the best of the configured search's metric."""
+    config = tiny_config(epochs=3, eval_every=1, best_direction=direction, best_metric="rank1")
+    Trainer(config).fit()
+    root = RunDirectory(Path(config.output_dir))
+    rows = list(csv.DictReader(root.metrics.open()))
+    best = RunCheckpoint.load(root.best)
+    scores = [float(row[f"{direction}_rank1"]) for row in rows]
+    assert best.best == pytest.approx(max(scores), abs=1e-3)
+    assert best.epoch == 1 + scores.index(max(scores))  # the first epoch that reached it
+
+
 def test_too_many_validation_identities_is_a_one_line_error(tiny_config):
     with pytest.raises(ReidError, match=r"val_identities: 2 is too many; the training set has 5 identities"):
         Trainer(tiny_config(val_identities=2)).fit()  # 3 would be left, and a batch takes 4

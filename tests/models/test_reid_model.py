@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -118,3 +120,72 @@ def test_a_last_stride_is_refused_for_backbones_without_one():
 
     with pytest.raises(BackboneError, match="last_stride: attnet_xxs has no last stride to change"):
         ReIDModel("attnet_xxs", 5, (64, 32), last_stride=1)
+
+
+def agw_joint_pass(model, images, infrared):
+    """AGW's embed_net forward written out (mangye16/Cross-Modal-Re-ID-baseline, model.py): the visible module's
+    conv1, bn1, relu, max pool on the visible images, the thermal module's on the infrared ones, concatenated, then
+    layer1-4 once over all of them, GeM with p = 3."""
+    def stem(backbone, x):
+        return backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(x))))
+
+    order = torch.cat([torch.nonzero(~infrared).flatten(), torch.nonzero(infrared).flatten()])
+    x = torch.cat([stem(model.backbone, images[~infrared]), stem(model.infrared_backbone, images[infrared])])
+    for layer in (model.backbone.layer1, model.backbone.layer2, model.backbone.layer3, model.backbone.layer4):
+        x = layer(x)
+    pooled = (x.flatten(2).pow(3).mean(-1) + 1e-12).pow(1 / 3)  # AGW's GeM (its clamp-free form)
+    restored = torch.empty_like(pooled)
+    restored[order] = pooled
+    return restored
+
+
+def test_two_stems_feed_one_pass_of_the_shared_layers_as_agw_runs_them():
+    """One training step's BatchNorm statistics and pooled features equal AGW's joint pass: the shared layers
+    normalise over both modalities together and count one batch, whatever order the samples come in."""
+    torch.manual_seed(0)
+    model = ReIDModel("resnet18", 4, (64, 32), pooling="gem", modality_stems=True, gem_trainable=False).train()
+    reference = copy.deepcopy(model)
+    images = torch.randn(8, 3, 64, 32)
+    infrared = torch.tensor([False, True, True, False, True, False, False, True])  # the modalities interleaved
+    pooled = model(images, infrared).pooled
+    expected = agw_joint_pass(reference, images, infrared)
+    torch.testing.assert_close(pooled, expected, rtol=1e-4, atol=1e-5)
+    shared = model.backbone.layer1[0].bn1
+    assert int(shared.num_batches_tracked) == 1  # one pass of the shared layers, not one per modality
+    torch.testing.assert_close(shared.running_mean, reference.backbone.layer1[0].bn1.running_mean)
+    torch.testing.assert_close(shared.running_var, reference.backbone.layer1[0].bn1.running_var)
+    assert int(model.backbone.bn1.num_batches_tracked) == int(model.infrared_backbone.bn1.num_batches_tracked) == 1
+    torch.testing.assert_close(model.backbone.bn1.running_mean, reference.backbone.bn1.running_mean)
+
+
+def non_local_parameters(channels: int, inner: int) -> int:
+    """AGW's Non_local block: g, theta and phi (1x1 convs channels -> inner, with bias), W (a 1x1 conv inner ->
+    channels with bias, and a BatchNorm of channels)."""
+    return 3 * (channels * inner + inner) + inner * channels + channels + 2 * channels
+
+
+@pytest.mark.parametrize("channels, inner, total", [
+    ("one", 1, 25_010_575),    # AGW's model.py (mangye16 and ZYK100/LLCM, line 21: reduc_ratio // reduc_ratio)
+    ("half", None, None),      # the non-local paper: in_channels // 2
+])
+def test_agws_non_local_blocks_sit_where_agw_puts_them_with_its_parameters(channels, inner, total):
+    """Two blocks after layer2's last two blocks (2, 3) and three after layer3's last three (3, 4, 5), AGW's
+    NL_2_idx and NL_3_idx; the count is AGW's for its forward pass, 24,981,888 without them."""
+    classes = 713
+    model = ReIDModel("resnet50", classes, (288, 144), pooling="gem", modality_stems=True, last_stride=1,
+                      gem_trainable=False, bnneck_init_std=0.01, non_local=[0, 2, 3, 0], non_local_channels=channels)
+    assert list(model.non_local) == ["layer2_2", "layer2_3", "layer3_3", "layer3_4", "layer3_5"]
+    extra = 2 * non_local_parameters(512, inner or 256) + 3 * non_local_parameters(1024, inner or 512)
+    assert sum(p.numel() for p in model.parameters()) == 24_981_888 + extra
+    if total is not None:
+        assert 24_981_888 + extra == total
+    block = model.non_local["layer3_4"]
+    x = torch.randn(2, 1024, 9, 5)
+    torch.testing.assert_close(block.eval()(x), x)  # W's BatchNorm starts at zero: a new block is the identity
+
+
+def test_non_local_blocks_are_refused_where_there_are_no_resnet_stages():
+    from reid.models.backbones import BackboneError
+
+    with pytest.raises(BackboneError, match="non_local: attnet_xxs has no ResNet stages"):
+        ReIDModel("attnet_xxs", 5, (64, 32), non_local=[0, 2, 3, 0])
