@@ -7,6 +7,7 @@ that holds a run is not trained over unless the run is resumed (with settings a 
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from reid.config import FlatConfig, TrainConfig, load_config
 from reid.errors import ReidError, problems_of
-from reid.io import atomic_write_text, ensure_writable, exclusive_lock, regular_file
+from reid.io import atomic_write_text, directory, ensure_writable, exclusive_lock, regular_file
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,13 @@ class RunDirectory:
 
     def refusal(self, config: FlatConfig, resume: bool, overwrite: bool) -> str | None:
         """Why a training with ``config`` may not start here, or None: the directory holds a run that is neither
-        resumed nor overwritten, or a resume would change what defines the run (``FlatConfig.resumed_with``)."""
+        resumed nor overwritten, a resume would change what defines the run (``FlatConfig.resumed_with``), or a
+        config.yaml that is not a run's (a user's own file, which a run would replace)."""
+        if os.path.lexists(self.root) and not directory(self.root):
+            return f"{self.root}: is a file, not a run directory"
+        if os.path.lexists(self.config) and not self._run_config(type(config)):
+            return (f"{self.config}: is not the config of a run, and a run writes its own config.yaml there; train "
+                    f"into another --output-dir")
         existing = self.holds_a_run()
         if existing and not resume and not overwrite:
             return (f"{self.root} already holds a run ({', '.join(existing)}); continue it with --resume, train "
@@ -72,6 +79,13 @@ class RunDirectory:
             except ReidError as error:
                 return str(error)
         return None
+
+    def _run_config(self, kind: type[FlatConfig]) -> bool:
+        try:
+            load_config(self.config, kind)
+        except ReidError:
+            return False
+        return True
 
     @contextmanager
     def claim(self, config: FlatConfig, resume: bool, overwrite: bool) -> Iterator[tuple[FlatConfig, list[str]]]:
@@ -150,3 +164,39 @@ def comparison_problems(backbones: Sequence[str], config: TrainConfig,
         problems += problems_of(*(lambda name=name: find_checkpoint(Path(checkpoints), name) for name in backbones))
     problems += problems_of(*(lambda name=name: recipe_for(config, name, Path(".")) for name in config.recipes))
     return problems
+
+
+def demo_problems(config: TrainConfig) -> list[str]:
+    """What would stop ``reid demo`` or make it replace a user's files, told before torch loads: its dataset folder
+    must be new, empty or an LLCM-layout dataset it wrote; its run directory new, empty, or a run of the demo."""
+    from reid.catalogue import check_backbone
+    from reid.data.registry import replace_problems as dataset_problems
+    from reid.data.registry import synthetic_layout
+
+    problems = problems_of(lambda: check_backbone(config.backbone))
+    layout = synthetic_layout(config.data_root)
+    if layout not in (None, "llcm"):
+        problems.append(f"--data-dir {config.data_root}: holds a synthetic {layout} dataset; the demo needs LLCM's "
+                        f"layout (give another --data-dir)")
+    elif layout is None:
+        problems += [problem.replace("pass --overwrite to replace it", "give another --data-dir")
+                     for problem in dataset_problems(config.data_root, False, "--data-dir")]
+    run = RunDirectory(Path(config.output_dir))
+    previous = run.root.with_name(run.root.name + ".previous")
+    if demo_run(run, config) and regular_file(run.root / "metrics.json") and os.path.lexists(previous) \
+            and not demo_run(RunDirectory(previous), config):
+        problems.append(f"{previous}: holds something that is not a run of this demo, and the demo keeps its "
+                        f"previous run there; move it")
+    elif not demo_run(run, config) and (refusal := run.refusal(config, False, False)) is not None:
+        problems.append(refusal)
+    return problems
+
+
+def demo_run(run: RunDirectory, config: TrainConfig) -> bool:
+    """Whether ``run`` holds an earlier run of this demo (same dataset, data and backbone)."""
+    try:
+        previous = load_config(run.config)
+    except ReidError:
+        return False
+    return (previous.dataset, previous.data_root, previous.backbone) == (config.dataset, config.data_root,
+                                                                        config.backbone)

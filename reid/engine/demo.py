@@ -16,8 +16,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from reid.config import ConfigError, TrainConfig, load_config
+from reid.config import TrainConfig
 from reid.data import load_dataset, make_dataset
+from reid.data.registry import synthetic_layout
 from reid.data.transforms import eval_pipeline
 from reid.engine.checkpoint import RunCheckpoint
 from reid.engine.evaluate import dataset_rank_lists, evaluate_dataset
@@ -25,10 +26,13 @@ from reid.engine.galleries import build_gallery
 from reid.engine.inference import Embedder
 from reid.engine.runtime import resolve_device
 from reid.engine.trainer import Trainer
+from reid.errors import refuse
 from reid.index import IndexSettings, SearchHit
 from reid.models.reid_model import ReIDModel
 from reid.report import EvaluationReport
-from reid.visualize import RankList, draw_rank_lists
+from reid.retrieval import RankList
+from reid.runs import RunDirectory, demo_problems, demo_run
+from reid.visualize import draw_rank_lists
 
 DEMO_DATASET = "llcm"
 DEMO_TRIALS = 10
@@ -59,10 +63,11 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None,
         command: The command line that asked, recorded in metrics.json.
     """
     root, run = Path(config.data_root), Path(config.output_dir)
+    refuse(demo_problems(config))
     device = resolve_device(config.device)
-    if not (root / "idx/test_id.txt").is_file():
+    if synthetic_layout(root) != DEMO_DATASET:  # new or empty: refuse() above let nothing else through
         with console.status(f"1/5 writing the synthetic LLCM-layout dataset to {root}"):
-            make_dataset(DEMO_DATASET, root, num_ids, overwrite=root.exists())
+            make_dataset(DEMO_DATASET, root, num_ids)
     console.print(f"1/5 dataset: {root} (LLCM layout, synthetic)")
     dataset = load_dataset(DEMO_DATASET, root)
     pipeline = eval_pipeline(config.augment())
@@ -86,14 +91,19 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None,
                     run / "rank_lists.png", f"{config.backbone} on synthetic LLCM")
 
     split = dataset.test_split("ir2vis", 0)
-    gallery = build_gallery(trained, split.gallery, IndexSettings(type="flat"))
+    # both sides of the search, so that `reid serve` over it can hop from an infrared query to the visible side and
+    # back: the visible gallery of ir2vis and the infrared one of vis2ir
+    samples = list(dict.fromkeys(split.gallery + dataset.test_split("vis2ir", 0).gallery))
+    gallery = build_gallery(trained, samples, IndexSettings(type="flat"), source={"dataset": DEMO_DATASET})
     gallery.save(run / "gallery")
     query = split.query[0]
     # the LLCM protocol hides the query's identity on the query's own camera; a gallery search does not know the
     # query's identity, so, as a deployment would, it leaves the query's whole camera out
-    hits = gallery.search(evaluation.embeddings.of([query]).numpy(), 10, exclude_camids=[query.camid])[0]
-    table = Table(title=f"5/5 FAISS gallery ({gallery.live_count} visible images): infrared query id {query.pid}, "
-                        f"camera {query.camid} left out")
+    hits = gallery.search(evaluation.embeddings.of([query]).numpy(), 10, modality="vis",
+                          exclude_camids=[query.camid])[0]
+    sides = gallery.counts_by_modality()
+    table = Table(title=f"5/5 FAISS gallery ({sides['vis']} visible, {sides['ir']} infrared images): infrared query "
+                        f"id {query.pid} against the visible side, camera {query.camid} left out")
     for column in ("rank", "score", "pid", "camid", "match"):
         table.add_column(column, justify="right")
     for hit in hits:
@@ -107,25 +117,15 @@ def run_demo(config: TrainConfig, console: Console, num_ids: int | None = None,
 
 
 def _make_room(run: Path, config: TrainConfig, console: Console) -> bool:
-    """Before training: move a previous complete demo run aside (to ``<run>.previous``); returns whether an
-    interrupted demo run is there to train over."""
-    if not _holds_a_demo_run(run, config):
+    """Before training: move a previous complete demo run aside (to ``<run>.previous``, replacing only a demo run
+    there); returns whether an interrupted demo run is there to train over."""
+    if not demo_run(RunDirectory(run), config):
         return False
     if not (run / "metrics.json").is_file():
         return True  # a demo that stopped before its end: nothing of it is worth keeping
     previous = run.with_name(run.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    run.rename(previous)
+    if demo_run(RunDirectory(previous), config):
+        shutil.rmtree(previous)
+    run.rename(previous)  # fails, rather than replaces, if something else is there (demo_problems said so)
     console.print(f"the previous demo run is kept in {previous}")
     return False
-
-
-def _holds_a_demo_run(run: Path, config: TrainConfig) -> bool:
-    """Whether ``run`` holds an earlier run of this demo (replaced when the demo runs again); any other run in
-    the directory is kept, and training refuses to start over it."""
-    try:
-        previous = load_config(run / "config.yaml")
-    except ConfigError:
-        return False
-    return (previous.dataset, previous.data_root, previous.backbone) == (config.dataset, config.data_root,
-                                                                        config.backbone)

@@ -62,6 +62,20 @@ class Manifest(BaseModel):
     format_version: StrictInt = FORMAT_VERSION
     extra: dict = Field(default_factory=dict)
 
+    def check_model(self, backbone: str, embedding_size: int, checkpoint_digest: str | None) -> None:
+        """Refuse a model other than the one that built the gallery (to add with or query with), saying what
+        differs."""
+        differences = []
+        if backbone != self.backbone:
+            differences.append(f"backbone {backbone!r} vs gallery {self.backbone!r}")
+        if embedding_size != self.embedding_size:
+            differences.append(f"embedding size {embedding_size} vs gallery {self.embedding_size}")
+        if checkpoint_digest != self.checkpoint_digest:
+            differences.append(f"checkpoint {(checkpoint_digest or 'none')[:12]} vs gallery "
+                               f"{(self.checkpoint_digest or 'none')[:12]}")
+        if differences:
+            raise GalleryError("the query model does not match the gallery: " + "; ".join(differences))
+
 
 class ManifestFile(Manifest):
     """The manifest as stored: the manifest and what it was written with."""
@@ -94,7 +108,8 @@ def gallery_lock(directory: str | Path, timeout: float = 600.0,
                  waiting: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Hold the exclusive lock of a gallery directory (a ``.NAME.lock`` file beside it, since the directory itself
     is swapped on save), repair what a crashed save left, and yield the gallery's real path. The operating system
-    releases the lock if the process dies; a process may take it again while it holds it.
+    releases the lock if the process dies. The thread that holds it may take it again; another thread of the same
+    process waits for it as another process does (``reid.io.exclusive_lock``).
 
     Args:
         timeout: Seconds to wait for another process's lock before giving up with a GalleryError.

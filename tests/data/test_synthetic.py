@@ -40,9 +40,29 @@ def test_ids_scale_the_dataset(tmp_path):
 
 def test_refuses_to_overwrite_and_bad_arguments(tmp_path):
     make_dataset("regdb", tmp_path / "r", 4)
-    with pytest.raises(ReidError, match="already exists"):
+    with pytest.raises(ReidError, match="already holds a synthetic dataset \\(pass --overwrite"):
         make_dataset("regdb", tmp_path / "r", 4)
+    assert make_dataset("llcm", tmp_path / "r", 4, overwrite=True) == tmp_path / "r"  # its own: replaced
     with pytest.raises(ReidError, match="unknown dataset"):
         make_dataset("market", tmp_path / "m")
     with pytest.raises(ReidError, match="at least 4"):
         make_dataset("llcm", tmp_path / "x", 2)
+
+
+def test_a_folder_of_someone_elses_files_is_never_replaced(tmp_path):
+    """--overwrite replaces a synthetic dataset written before, never a user's folder (nor a real dataset)."""
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "notes.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(ReidError, match="holds files reid did not write \\(notes.txt\\)"):
+            make_dataset("llcm", own, 4, overwrite=overwrite)
+    assert (own / "notes.txt").read_text() == "keep me" and sorted(p.name for p in own.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert make_dataset("llcm", empty, 4) == empty  # an empty folder is fine
+    (tmp_path / ".other.partial").mkdir()
+    (tmp_path / ".other.partial" / "x").write_text("not ours")
+    with pytest.raises(ReidError, match="is in the way"):
+        make_dataset("llcm", tmp_path / "other", 4)
+    assert (tmp_path / ".other.partial" / "x").read_text() == "not ours"

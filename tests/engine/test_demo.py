@@ -38,8 +38,10 @@ def test_demo_runs_every_stage_and_writes_what_it_says(tmp_path):
     assert f"-> {metrics['results']['ir2vis']['mAP']:.1f}%" in result.stdout.replace("\n", " ")
 
     gallery = Gallery.load(run / "gallery")
-    query = load_dataset("llcm", data).test_split("ir2vis", 0)
-    assert gallery.live_count == len(query.gallery) and gallery.manifest.backbone == "attnet_xxs"
+    dataset = load_dataset("llcm", data)
+    sides = {"vis": len(dataset.test_split("ir2vis", 0).gallery), "ir": len(dataset.test_split("vis2ir", 0).gallery)}
+    assert gallery.counts_by_modality() == sides and gallery.manifest.backbone == "attnet_xxs"  # both sides
+    assert gallery.manifest.extra == {"dataset": "llcm"}  # what reid serve checks an evaluation report against
     assert Image.open(run / "rank_lists.png").size[0] > Image.open(run / "query.png").size[0]  # two panels
     assert metrics["command"].startswith("reid demo --data-dir ")  # what was typed, however the tests were started
 
