@@ -30,9 +30,9 @@ VARIANTS = {
     "id+triplet (cross only)": {"triplet_batch_weight": 0.0},
     "id+triplet (raw distances)": {"triplet_normalize": False},
     "id+triplet (after BNNeck)": {"triplet_features": "bnneck"},
-    "agw": {"label_smoothing": 0.0, "triplet": "weighted", "triplet_normalize": False, "triplet_cross_weight": 0.0},
-    "agw (normalised)": {"label_smoothing": 0.0, "triplet": "weighted", "triplet_cross_weight": 0.0},
-    "agw (after BNNeck)": {"label_smoothing": 0.0, "triplet": "weighted", "triplet_cross_weight": 0.0,
+    "agw": {"label_smoothing": 0.0, "metric_loss": "weighted", "triplet_normalize": False, "triplet_cross_weight": 0.0},
+    "agw (normalised)": {"label_smoothing": 0.0, "metric_loss": "weighted", "triplet_cross_weight": 0.0},
+    "agw (after BNNeck)": {"label_smoothing": 0.0, "metric_loss": "weighted", "triplet_cross_weight": 0.0,
                            "triplet_features": "bnneck"},
 }
 

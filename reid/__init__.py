@@ -10,7 +10,8 @@ before it (``tests/test_layers.py`` checks every import):
 1. ``errors``, ``io``, ``settings``, ``catalogue``, ``threads``: plain Python, no torch.
 2. ``data``: readers, protocols, samples, the sampler, transforms, loaders.
 3. ``models``: ATConv, AttNet, ACmix, the drop-ins, any timm backbone, the re-ID model.
-4. ``losses``, ``metrics``, ``rerank``, ``report``, ``visualize``, ``profiling``, ``index``, ``config``, ``runs``.
+4. ``losses`` (and the ``metric_losses`` registry), ``metrics``, ``rerank``, ``report``, ``retrieval``,
+   ``visualize``, ``profiling``, ``index``, ``config``, ``runs``.
 5. ``engine``: training, evaluation, embedding, galleries from samples, export, comparison, the demo.
 6. ``serve``: the search service and its page (FastAPI, the optional extra ``[serve]``).
 7. ``cli`` (and ``__main__``): the command line, one module per command group.

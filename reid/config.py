@@ -11,6 +11,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from reid.data.registry import DATASETS
 from reid.errors import ReidError, refuse
 from reid.io import directory, regular_file
+from reid.metric_losses import METRIC_LOSSES
 from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, ResizeMethod
 
 
@@ -38,6 +40,8 @@ class FlatConfig(BaseModel):
     # function of the config, so a new lr, decay or epoch count applies from the next step). The others define the
     # run's trajectory (data, model, losses, sampler, augmentation, seed): changing them is a new run.
     RESUME_CHANGES: ClassVar[frozenset[str]] = frozenset()
+    # Keys that were renamed: configs, run directories and checkpoints written with the old name still load.
+    RENAMED: ClassVar[dict[str, str]] = {}
 
     @field_validator("*", mode="before")
     @classmethod
@@ -70,6 +74,7 @@ class FlatConfig(BaseModel):
 class TrainConfig(FlatConfig):
     """Every setting of a training run (see configs/ for documented examples)."""
 
+    RENAMED = {"triplet": "metric_loss"}
     RESUME_CHANGES = frozenset({
         "data_root", "output_dir", "device", "amp", "channels_last", "compile", "deterministic", "num_workers",
         "threads", "tensorboard", "eval_every", "eval_first", "eval_trials", "eval_batch_size",  # where and how
@@ -96,6 +101,11 @@ class TrainConfig(FlatConfig):
     modality_stems: bool = Field(False, description="separate visible and infrared stems (AGW's two streams)")
     last_stride: Literal[1, 2] | None = Field(None, description="the last stage's stride, ResNet family only (AGW: 1)")
     bnneck_init_std: float = Field(0.0, ge=0, description="the BNNeck's BN weight starts at N(1, std) (AGW: 0.01)")
+    non_local: list[int] = Field([], description="non-local blocks after the last blocks of ResNet stages 1-4, "
+                                                 "one count per stage (AGW: [0, 2, 3, 0]; empty: none)")
+    non_local_channels: Literal["one", "half"] = Field(
+        "one", description="a non-local block's inner width: one channel, as AGW's model.py (and LLCM's copy) "
+                           "computes it (reduc_ratio // reduc_ratio), or half its channels (the non-local paper)")
     drop_path_rate: float | None = Field(None, ge=0, lt=1, description="stochastic depth (none: the backbone's own)")
     # optimisation
     epochs: int = Field(60, ge=1, description="training epochs")
@@ -119,8 +129,9 @@ class TrainConfig(FlatConfig):
     grad_clip: float | None = Field(5.0, gt=0, description="clip the gradients' global norm (none: no clipping)")
     # losses
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="the identity loss's label smoothing")
-    triplet: Literal["batch_hard", "weighted"] = Field("batch_hard", description="batch-hard triplets, or AGW's "
-                                                                                 "weighted regularisation triplet")
+    metric_loss: Literal[tuple(METRIC_LOSSES)] = Field(
+        "batch_hard", description="the metric loss (reid.metric_losses): batch_hard triplets, AGW's weighted "
+                                  "regularisation triplet, circle, contrastive, multi_similarity")
     triplet_margin: float = Field(0.3, ge=0, description="the batch-hard triplet's margin")
     triplet_normalize: bool = Field(True, description="triplet distances between L2-normalised features (AGW: raw)")
     triplet_features: Literal["pooled", "bnneck"] = Field(
@@ -137,6 +148,8 @@ class TrainConfig(FlatConfig):
     eval_every: int = Field(10, ge=1, description="evaluate every N epochs (and after the last)")
     eval_first: int | None = Field(None, ge=1, description="the first epoch evaluated (default: eval_every; AGW: 3)")
     best_metric: Literal["mAP", "rank1"] = Field("mAP", description="what best.pt keeps the best of (AGW: rank1)")
+    best_direction: Literal["ir2vis", "vis2ir"] | None = Field(
+        None, description="the search best.pt is chosen on (none: the dataset's first; LLCM's AGW baseline: vis2ir)")
     eval_trials: int = Field(1, ge=1, description="gallery trials per evaluation during training")
     val_identities: int = Field(0, ge=0, description="hold out this many training identities as a validation set "
                                                      "and choose best.pt on it (0: on the test set, as the papers "
@@ -158,6 +171,13 @@ class TrainConfig(FlatConfig):
     recipes: dict[str, str] = Field(default_factory=dict, description="reid compare: a backbone named here trains "
                                                                        "with that config file's recipe")
 
+    @field_validator("non_local")
+    @classmethod
+    def _four_stages(cls, counts: list[int]) -> list[int]:
+        if counts and (len(counts) != 4 or any(count < 0 for count in counts)):
+            raise ValueError("give one count per ResNet stage, e.g. [0, 2, 3, 0] (or none: [])")
+        return counts
+
     @field_validator("dataset")
     @classmethod
     def _registered(cls, name: str) -> str:
@@ -169,6 +189,10 @@ class TrainConfig(FlatConfig):
     def _consistent(self) -> TrainConfig:
         if self.warmup_by == "epoch" and self.lr_schedule != "step":
             raise ValueError("warmup_by: epoch goes with lr_schedule: step (AGW's schedule)")
+        directions = DATASETS[self.dataset].directions if self.dataset in DATASETS else ()
+        if self.best_direction is not None and directions and self.best_direction not in directions:
+            raise ValueError(f"best_direction: {self.dataset} is searched {' and '.join(directions)} only, not "
+                             f"{self.best_direction}")
         return self
 
     def evaluates_after(self, epoch: int) -> bool:
@@ -268,6 +292,79 @@ def _scalar_types(annotation: Any) -> set[type]:
     return {annotation} if isinstance(annotation, type) else set()
 
 
+MODEL_KEYS = ("dataset", "seq_len", "backbone", "input_height", "input_width", "input_resize", "pooling",
+              "gem_trainable", "modality_stems", "last_stride", "bnneck_init_std", "drop_path_rate", "non_local",
+              "non_local_channels")
+
+
+class ModelConfig(BaseModel):
+    """What a trained model is, apart from how it was trained: what a checkpoint needs to rebuild it and embed with
+    it (the backbone and its options, the input, the frames of a tracklet, the dataset it was trained on). A
+    checkpoint keeps it beside the training config, with its version, so that renaming a training setting never
+    makes a checkpoint unloadable, and a change to this config comes with a migration (``MODEL_MIGRATIONS``).
+
+    Unknown keys are refused: a model config is only ever written by this project, at a known version."""
+
+    model_config = ConfigDict(extra="forbid")
+    VERSION: ClassVar[int] = 1
+
+    num_classes: int = Field(ge=0)
+    dataset: str
+    seq_len: int = Field(6, ge=1)
+    backbone: str
+    input_height: int = Field(ge=16)
+    input_width: int = Field(ge=16)
+    input_resize: ResizeMethod = "bilinear"
+    pooling: Literal["avg", "gem"] = "avg"
+    gem_trainable: bool = True
+    modality_stems: bool = False
+    last_stride: Literal[1, 2] | None = None
+    bnneck_init_std: float = Field(0.0, ge=0)
+    drop_path_rate: float | None = None
+    non_local: list[int] = []
+    non_local_channels: Literal["one", "half"] = "one"
+
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset; choose from {', '.join(DATASETS)}")
+        return name
+
+    @classmethod
+    def of(cls, config: TrainConfig, num_classes: int) -> ModelConfig:
+        return cls(num_classes=num_classes, **{key: getattr(config, key) for key in MODEL_KEYS})
+
+    @classmethod
+    def from_training(cls, values: dict[str, Any], num_classes: int) -> ModelConfig:
+        """The model config of a checkpoint that kept only its training config (formats 1 and 2): that config's
+        model keys, under their names of today (``TrainConfig.RENAMED``), the other keys ignored."""
+        values = renamed(values, TrainConfig)
+        return cls(num_classes=num_classes, **{key: values[key] for key in MODEL_KEYS if key in values})
+
+    @classmethod
+    def migrated(cls, values: dict[str, Any], version: int) -> ModelConfig:
+        """A model config written at ``version``, brought to today's through ``MODEL_MIGRATIONS``."""
+        if not 1 <= version <= cls.VERSION:
+            raise ConfigError(f"model config version {version}; this version of reid reads 1 to {cls.VERSION}")
+        for step in range(version, cls.VERSION):
+            values = MODEL_MIGRATIONS[step](dict(values))
+        return cls(**values)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    def augment(self) -> AugmentConfig:
+        """The input settings the model was trained at (what its evaluation transform needs)."""
+        return AugmentConfig(height=self.input_height, width=self.input_width, resize=self.input_resize)
+
+
+# version n -> n + 1: each takes a model config dict of version n and returns one of version n + 1 (none yet: a
+# change to ModelConfig raises its VERSION and adds the step here, with a test from a checkpoint of version n)
+MODEL_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
 def config_reference(kind: type[FlatConfig]) -> str:
     """Every key of a config model as a markdown table (key, type, default, meaning, whether a resume may change
     it), generated from the model itself: the README's reference is this text, checked by a test."""
@@ -297,6 +394,17 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def renamed(values: dict[str, Any], kind: type[FlatConfig]) -> dict[str, Any]:
+    """``values`` with the keys ``kind`` has renamed under their new names (a value given under both names is the
+    new name's)."""
+    values = dict(values)
+    for old, new in kind.RENAMED.items():
+        if old in values:
+            value = values.pop(old)
+            values.setdefault(new, value)
+    return values
+
+
 def _describe(error: ValidationError, source: str, kind: type[FlatConfig]) -> str:
     messages = []
     for item in error.errors():
@@ -315,7 +423,9 @@ def _describe(error: ValidationError, source: str, kind: type[FlatConfig]) -> st
 
 
 def make_config(values: dict[str, Any], source: str = "config", kind: type[Config] = TrainConfig) -> Config:
-    """Validate ``values`` into a ``kind`` config; every problem is named in one ConfigError."""
+    """Validate ``values`` into a ``kind`` config (keys renamed since they were written are read under their new
+    names); every problem is named in one ConfigError."""
+    values = renamed(values, kind)
     try:
         return kind(**values)
     except ValidationError as error:

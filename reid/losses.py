@@ -1,14 +1,15 @@
 """Re-ID losses, returned as a named dict and summed with config weights in one place (``weighted_sum``).
 
 * ``id``: cross-entropy with label smoothing on the BNNeck logits.
-* ``triplet_cross``: batch-hard triplet loss (pytorch-metric-learning's TripletMarginLoss + BatchHardMiner, on
-  L2-normalised embeddings, PML's default distance, so the 0.3 margin means the same for every backbone
-  whatever its feature scale; raw features of AttNet's LayerNorm head start with losses of 13-18) mined across
-  modalities: visible anchors against infrared positives and negatives, and the reverse
-  (``ref_emb``), averaged over the two directions.
+* ``triplet_cross``: the metric loss (``reid.metric_losses``; by default the batch-hard triplet loss,
+  pytorch-metric-learning's TripletMarginLoss + BatchHardMiner, on L2-normalised embeddings, so the 0.3 margin
+  means the same for every backbone whatever its feature scale; raw features of AttNet's LayerNorm head start with
+  losses of 13-18) mined across modalities: visible anchors against infrared positives and negatives, and the
+  reverse (``ref_emb``), averaged over the two directions.
 * ``triplet_batch``: the same loss mined within the whole batch.
-* With ``triplet="weighted"`` the two triplet terms use AGW's weighted regularised triplet instead (softmax
-  weights over all positives and negatives, soft margin; Ye et al., TPAMI 2021).
+* ``metric_loss: weighted`` is AGW's weighted regularised triplet (softmax weights over all positives and
+  negatives, soft margin; Ye et al., TPAMI 2021); circle, contrastive and multi-similarity losses are entries of
+  the registry too.
 
 Which features the triplets compare is a choice (``triplet_features``). BoT and AGW use the pooled features before the
 BNNeck. On a backbone whose head ends in a LayerNorm (AttNet, and most attention-style networks) those share a
@@ -23,12 +24,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
+from reid.metric_losses import METRIC_LOSSES, LossSettings
 from reid.models.reid_model import ReIDOutput
 
-TripletKind = Literal["batch_hard", "weighted"]
 TripletFeatures = Literal["pooled", "bnneck"]
 
 
@@ -73,51 +73,43 @@ class WeightedRegularizedTriplet(nn.Module):
 
 
 class ReIDLoss(nn.Module):
-    """Computes the named losses of one batch.
+    """Computes the named losses of one batch: the identity loss, and the metric loss (``reid.metric_losses``)
+    mined across modalities and within the whole batch.
 
     Args:
         label_smoothing: Of the identity cross-entropy.
-        margin: Triplet margin (batch-hard form).
-        triplet: "batch_hard" (pytorch-metric-learning) or "weighted" (AGW's WRT).
-        normalize: Triplet distances between L2-normalised features (else raw Euclidean distances).
-        triplet_features: What the triplets compare: "bnneck" (the embeddings after the BNNeck, which retrieval
+        margin: The metric loss's margin (margin-based losses).
+        metric_loss: A name in ``METRIC_LOSSES`` ("batch_hard", "weighted", "circle", ...).
+        normalize: Metric distances between L2-normalised features (else raw Euclidean distances).
+        features: What the metric loss compares: "bnneck" (the embeddings after the BNNeck, which retrieval
             ranks by) or "pooled" (the backbone's pooled output before it, as BoT and AGW do).
     """
 
-    def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, triplet: TripletKind = "batch_hard",
-                 normalize: bool = True, triplet_features: TripletFeatures = "bnneck") -> None:
+    def __init__(self, label_smoothing: float = 0.1, margin: float = 0.3, metric_loss: str = "batch_hard",
+                 normalize: bool = True, features: TripletFeatures = "bnneck") -> None:
         super().__init__()
-        if triplet_features not in ("pooled", "bnneck"):
-            raise ValueError(f"triplet_features must be 'pooled' or 'bnneck', got {triplet_features!r}")
-        self.triplet_features = triplet_features
+        if features not in ("pooled", "bnneck"):
+            raise ValueError(f"features must be 'pooled' or 'bnneck', got {features!r}")
+        if metric_loss not in METRIC_LOSSES:
+            raise ValueError(f"metric_loss must be one of {', '.join(METRIC_LOSSES)}, got {metric_loss!r}")
+        self.features = features
         self.identity = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        if triplet == "batch_hard":
-            distance = distances.LpDistance(normalize_embeddings=normalize)
-            self.miner = miners.BatchHardMiner(distance=distance)
-            self.triplet = losses.TripletMarginLoss(margin=margin, distance=distance)
-        elif triplet == "weighted":
-            self.miner, self.triplet = None, WeightedRegularizedTriplet(normalize)
-        else:
-            raise ValueError(f"triplet must be 'batch_hard' or 'weighted', got {triplet!r}")
+        self.metric = METRIC_LOSSES[metric_loss].build(LossSettings(margin, normalize))
 
-    def _triplet(self, anchors: torch.Tensor, labels: torch.Tensor, ref: torch.Tensor | None = None,
-                 ref_labels: torch.Tensor | None = None) -> torch.Tensor:
-        anchors = anchors.float()
-        ref = None if ref is None else ref.float()
-        if self.miner is None:
-            return self.triplet(anchors, labels, ref, ref_labels)
-        mined = self.miner(anchors, labels, ref, ref_labels)
-        return self.triplet(anchors, labels, mined, ref, ref_labels)
+    def _metric(self, anchors: torch.Tensor, labels: torch.Tensor, ref: torch.Tensor | None = None,
+                ref_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.metric(anchors.float(), labels, ref_emb=None if ref is None else ref.float(),
+                           ref_labels=ref_labels)
 
     def forward(self, output: ReIDOutput, labels: torch.Tensor, is_infrared: torch.Tensor) -> dict[str, torch.Tensor]:
         named = {"id": self.identity(output.logits.float(), labels)}
         visible = ~is_infrared
-        features = output.pooled if self.triplet_features == "pooled" else output.embeddings
+        features = output.pooled if self.features == "pooled" else output.embeddings
         if visible.any() and is_infrared.any():
             named["triplet_cross"] = 0.5 * (
-                self._triplet(features[visible], labels[visible], features[is_infrared], labels[is_infrared])
-                + self._triplet(features[is_infrared], labels[is_infrared], features[visible], labels[visible]))
-        named["triplet_batch"] = self._triplet(features, labels)
+                self._metric(features[visible], labels[visible], features[is_infrared], labels[is_infrared])
+                + self._metric(features[is_infrared], labels[is_infrared], features[visible], labels[visible]))
+        named["triplet_batch"] = self._metric(features, labels)
         return named
 
 

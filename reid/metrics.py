@@ -162,7 +162,8 @@ class RankEvaluator:
         if torch.isnan(distances).any():
             raise ReidError("the distances contain NaN")
         match_rows, match_cols = (query_pids.unsqueeze(1) == gallery_pids.unsqueeze(0)).nonzero(as_tuple=True)
-        if self.protocol.hides_only_matches:  # ask the rule about the few matching pairs only
+        if self.protocol.hides_only_matches(query_pids, query_camids, gallery_pids, gallery_camids):
+            # ask the rule about the few matching pairs only
             hidden = self.protocol.rule(query_pids[match_rows], query_camids[match_rows], gallery_pids[match_cols],
                                         gallery_camids[match_cols])
             removed_rows, removed_cols = match_rows[hidden], match_cols[hidden]

@@ -230,6 +230,8 @@ def demo_command(
 
     settings = load_config(config, assignments=assignments, data_root=str(data_dir), output_dir=str(output_dir),
                            epochs=epochs, device=value_of(device), threads=threads)
+    from reid.runs import demo_problems
+
     refuse(demo_problems(settings))
     from reid.engine.demo import run_demo
 
@@ -241,9 +243,3 @@ def demo_command(
                   f"rank_lists.png, query.png, gallery/")
 
 
-
-def demo_problems(settings) -> list[str]:
-    """What would stop the demo, told before torch loads."""
-    from reid.catalogue import check_backbone
-
-    return problems_of(lambda: check_backbone(settings.backbone))

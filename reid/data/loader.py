@@ -1,7 +1,6 @@
 """torch Datasets over sample lists, and DataLoaders that keep two CPU cores (or a GPU) busy."""
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from reid.data.images import load_image
 from reid.data.samples import Sample
 from reid.data.transforms import Pipeline, frame_indices
+from reid.threads import usable_cores
 
 
 class SampleDataset(Dataset):
@@ -61,11 +61,10 @@ def index_seed(index: int) -> int:
 
 
 def default_workers(device: torch.device | str = "cpu") -> int:
-    """Loading workers when none are asked for: on a GPU every core of the process, up to 16 (a GPU trains
-    AttNet-T1 at thousands of images per second; the pipeline gives about 250 per worker), on a CPU at most 4,
-    which then share the cores with the training itself."""
-    cores = len(os.sched_getaffinity(0))
-    return min(16 if torch.device(device).type == "cuda" else 4, cores)
+    """Loading workers when none are asked for: on a GPU every usable core, up to 16 (a GPU trains AttNet-T1 at
+    thousands of images per second; the pipeline gives about 250 per worker); on a CPU one per core up to 4
+    (``reid.threads.plan`` asks for one on a busy machine)."""
+    return min(16 if torch.device(device).type == "cuda" else 4, usable_cores())
 
 
 def make_loader(

@@ -1,8 +1,9 @@
 """The official cross-modality evaluation protocols: which gallery items a query does not see, and the CMC style.
 
 Every caller that needs the rule (the evaluator, the test oracle, rank-list pictures) asks a ``Protocol`` object;
-datasets hold theirs. A new rule is a removal function and a ``Protocol``; what the evaluator needs to know about
-it (whether it only ever hides the query's own identity) is derived from the rule itself. The rules (see the
+datasets hold theirs. A new rule is a removal function and a ``Protocol`` in ``PROTOCOLS``; what the evaluator
+needs to know about it (whether it only hides the query's own identity) is checked against the labels it
+evaluates. The rules (see the
 dataset readers for the layouts):
 
 =========  ==================================================  =====================================
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from reid.errors import ReidError
@@ -80,19 +80,23 @@ class Protocol:
     dedup_cmc: bool
     rule: RemovalRule
 
-    @cached_property
-    def hides_only_matches(self) -> bool:
-        """Whether the rule only ever hides items of the query's own identity, so the evaluator need only ask it
-        about matching pairs (its fast path); False when it hides others too (SYSU-MM01's camera rule).
+    def hides_only_matches(self, query_pids: IdTensor, query_camids: IdTensor, gallery_pids: IdTensor,
+                           gallery_camids: IdTensor) -> bool:
+        """Whether, on these labels, the rule hides nothing but items of the query's own identity, so that the
+        evaluator need only ask it about matching pairs (its fast path); False when it hides others too
+        (SYSU-MM01's camera rule).
 
-        Derived by asking the rule about every pair of a few identities (unknown, 0..3) and of the cameras
-        -1..64, which covers every camera numbering of the datasets here."""
+        Checked against the labels the evaluation really has, never a fixed range: the rule is asked about every
+        distinct (pid, camera) of the queries against every distinct one of the gallery, a few thousand pairs
+        where the evaluation has millions."""
         import torch
 
-        pids, camids = torch.meshgrid(torch.arange(-1, 4), torch.arange(-1, 65), indexing="ij")
-        pids, camids = pids.flatten(), camids.flatten()
-        removed = self.removed(pids, camids, pids, camids)
-        return not bool((removed & (pids.unsqueeze(1) != pids.unsqueeze(0))).any())
+        query = torch.unique(torch.stack([_ids(query_pids), _ids(query_camids)]), dim=1)
+        gallery_pids = _ids(gallery_pids)
+        gallery = torch.unique(torch.stack([gallery_pids, _ids(gallery_camids, gallery_pids.device)]), dim=1)
+        query = query.to(gallery.device)
+        removed = self.removed(query[0], query[1], gallery[0], gallery[1])
+        return not bool((removed & (query[0].unsqueeze(1) != gallery[0].unsqueeze(0))).any())
 
     def removed(
             self,

@@ -74,18 +74,25 @@ class EagerFallback:
         try:
             return self.compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001  (dynamo, inductor, Triton and CUDA-graph errors have many types)
-            self.compiled = None
-            import torch._dynamo
-
-            torch._dynamo.reset()
-            if self.on_fallback is not None:
-                root = error  # dynamo wraps the backend's own error (BackendCompilerFailed.inner_exception)
-                while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
-                    root = inner
-                first = next((line.strip() for line in str(root).splitlines() if line.strip()), "")
-                self.on_fallback(f"torch.compile ({self.mode}) failed, so the model runs eagerly "
-                                 f"({type(root).__name__}: {first[:160]}); --compile off skips the attempt")
+            self.fall_back(error)
             return self.model(*args, **kwargs)
+
+    def fall_back(self, error: BaseException) -> None:
+        """Run the eager model from now on, and tell ``on_fallback`` why (once). A training step calls this when
+        the compiled backward fails (AOTAutograd compiles it at the first ``loss.backward()``)."""
+        if self.compiled is None:
+            return
+        self.compiled = None
+        import torch._dynamo
+
+        torch._dynamo.reset()
+        if self.on_fallback is not None:
+            root = error  # dynamo wraps the backend's own error (BackendCompilerFailed.inner_exception)
+            while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+                root = inner
+            first = next((line.strip() for line in str(root).splitlines() if line.strip()), "")
+            self.on_fallback(f"torch.compile ({self.mode}) failed, so the model runs eagerly "
+                             f"({type(root).__name__}: {first[:160]}); --compile off skips the attempt")
 
     @property
     def module(self) -> nn.Module:

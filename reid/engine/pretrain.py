@@ -35,11 +35,13 @@ from reid.engine.runtime import (
     StepClock,
     TrainingLoop,
     TrainingState,
+    TrainingStep,
     seed_everything,
 )
 from reid.errors import ReidError
-from reid.models.attnet import AttNet, released_state_dict, remap_released_keys
+from reid.models.attnet import AttNet, released_state_dict
 from reid.models.backbones import create_backbone
+from reid.models.pretrained import filter_of
 from reid.models.weights import unwrap_model
 
 REFERENCE_BATCH = 4096  # the global batch the paper's learning rate is given for
@@ -53,7 +55,8 @@ def _export(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _load(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     model = unwrap_model(model)
-    model.load_state_dict(remap_released_keys(weights) if isinstance(model, AttNet) else weights)
+    filter_fn = filter_of(model)
+    model.load_state_dict(filter_fn(weights, model) if filter_fn is not None else weights)
 
 
 def _check_folders(root: Path) -> tuple[ImageFolder, ImageFolder]:
@@ -79,14 +82,14 @@ def pretrain(config: PretrainConfig, resume: bool = False, console: Console | No
         overwrite: Replace a run the directory holds.
     """
     run = RunDirectory(Path(config.output_dir))
-    runtime = Runtime.start(config.device, config.amp, config.seed, deterministic=False)
+    runtime = Runtime.start(config.device, config.amp, config.seed, deterministic=False, threads=config.threads)
     say = console.print if console is not None and runtime.main else (lambda message: None)
     try:
         if not runtime.main:
             return _pretrain(config, runtime, run, resume, say)
         with run.claim(config, resume, overwrite) as (config, notes):
-            for note in notes:
-                say(note)
+            for note in runtime.notes + notes:
+                say(f"note: {note}")
             return _pretrain(config, runtime, run, resume, say)
     finally:
         runtime.close()
@@ -138,11 +141,14 @@ def _pretrain(config: PretrainConfig, runtime: Runtime, run: RunDirectory, resum
         say(f"resuming {run.root} after epoch {loop.state.epoch}")
     train_model = runtime.prepare(model, config.compile, steps * (config.epochs - loop.state.epoch),
                                   on_fallback=lambda line: say(f"note: {line}"))
+    training_step = TrainingStep(train_model, optimisation)
+    first_epoch = loop.state.epoch
 
     def train_epoch(epoch: int) -> dict[str, float]:
         sampler.set_epoch(epoch)
         train_model.train()
         clock, loss_sum = StepClock(), 0.0
+        compiled = epoch == first_epoch and training_step.proven == 0
         for step, (images, targets) in enumerate(loader):
             clock.got_batch()
             images, targets = images.to(runtime.device, non_blocking=True), targets.to(runtime.device,
@@ -151,16 +157,20 @@ def _pretrain(config: PretrainConfig, runtime: Runtime, run: RunDirectory, resum
                 images = images.contiguous(memory_format=torch.channels_last)
             if mixup is not None:
                 images, targets = mixup(images, targets)
-            with runtime.autocast():
-                loss = criterion(train_model(images), targets)
-            optimisation.step(loss, {"cross-entropy": loss}, epoch * steps + step + 1,
-                              f"epoch {epoch + 1}, step {step + 1}", run.last)
+
+            def losses(model, images=images, targets=targets):
+                with runtime.autocast():
+                    loss = criterion(model(images), targets)
+                return loss, {"cross-entropy": loss}
+
+            loss, _ = training_step(losses, epoch * steps + step + 1, f"epoch {epoch + 1}, step {step + 1}",
+                                    run.last)
             loss_sum += loss.item()
             clock.stepped(global_batch)
         timing = clock.row()
         row = {"loss_total": loss_sum / steps, "lr": optimizer.param_groups[0]["lr"],
                "images_per_second": timing.pop("samples_per_second"), **timing}
-        if epoch == loop.state.epoch and train_model is not model:
+        if compiled:
             row["compile_seconds"] = clock.first_steps_extra()
         return row
 

@@ -33,8 +33,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from reid import threads as threads_module
 from reid.engine.checkpoint import read_checkpoint, write_checkpoint
-from reid.engine.compile import compile_model
+from reid.engine.compile import EagerFallback, compile_model
 from reid.engine.history import History
 from reid.errors import ReidError
 from reid.models.weights import CheckpointError, error_summary, unwrap_model
@@ -105,22 +106,34 @@ class Runtime:
         amp_dtype: The autocast dtype, or None for float32.
         rank: Its rank under torchrun (0 otherwise).
         world_size: Processes in the run.
+        workers: Loading workers when the config asks for none (a CPU's plan; None: the device's default).
+        notes: What the user should hear about where it runs (a busy machine's fewer threads).
     """
 
     device: torch.device
     amp_dtype: torch.dtype | None = None
     rank: int = 0
     world_size: int = 1
+    workers: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, device: DeviceName, amp: AmpMode, seed: int, deterministic: bool = False) -> Runtime:
-        """Join the process group under torchrun, pick the device and AMP, seed every generator."""
+    def start(cls, device: DeviceName, amp: AmpMode, seed: int, deterministic: bool = False,
+              threads: int | None = None) -> Runtime:
+        """Join the process group under torchrun, pick the device and AMP, size the CPU threads (``reid.threads``;
+        ``notes`` says when a busy machine gets fewer), seed every generator."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         resolved = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+        notes, workers = [], None
+        if resolved.type == "cpu":
+            plan = threads_module.plan(threads)
+            threads_module.apply(plan)
+            notes += [plan.note] if plan.note else []
+            workers = plan.workers
         seed_everything(seed, deterministic)
-        return cls(resolved, resolve_amp(amp, resolved), process_rank(), world_size)
+        return cls(resolved, resolve_amp(amp, resolved), process_rank(), world_size, workers, notes)
 
     @property
     def main(self) -> bool:
@@ -179,6 +192,63 @@ class Optimisation:
         self.scheduler.step_update(update)
         if self.ema is not None:
             self.ema.update(self.model, step=update)
+
+
+class TrainingStep:
+    """One optimiser step, the same for ``reid train`` and ``reid pretrain``: the forward pass through the model the
+    loop calls (compiled or not) and the losses (``losses``, given that model), then ``Optimisation.step``.
+
+    While a compiled model has not yet made a whole step, forward *and* backward run inside the eager fallback:
+    AOTAutograd compiles the backward at the first ``loss.backward()``, so a compilation can fail there too. Such
+    a step is redone eagerly from where it began (the model's buffers, such as BatchNorm statistics, and the
+    random state put back), so the run goes on with the numbers an eager run has, and ``on_fallback`` says why in
+    one line. Steps after the first whole ones are plain.
+    """
+
+    PROVING_STEPS = 3  # CUDA graphs record on the third call
+
+    def __init__(self, model: Callable, optimisation: Optimisation) -> None:
+        self.model, self.optimisation = model, optimisation
+        self.proven = 0 if isinstance(model, EagerFallback) else self.PROVING_STEPS
+
+    def __call__(self, losses: Callable[[Callable], tuple[torch.Tensor, dict[str, torch.Tensor]]], update: int,
+                 where: str, last: Path) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's total loss and its named parts (``losses(model)`` computes them)."""
+        if self.proven >= self.PROVING_STEPS or self.model.fell_back:
+            return self._step(losses, update, where, last)
+        saved = self._state()
+        try:
+            result = self._step(losses, update, where, last)
+        except ReidError:
+            raise
+        except Exception as error:  # noqa: BLE001  (a compiler's error has many types)
+            if self.model.fell_back:
+                raise  # the forward ran eagerly already: this is no compilation's error
+            self._restore(saved)
+            self.model.fall_back(error)
+            return self._step(losses, update, where, last)
+        self.proven += 1
+        return result
+
+    def _step(self, losses, update: int, where: str, last: Path):
+        total, named = losses(self.model)
+        self.optimisation.step(total, named, update, where, last)
+        return total, named
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[torch.Tensor]]:
+        buffers = {name: buffer.clone() for name, buffer in unwrap_model(self.optimisation.model).named_buffers()}
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return buffers, torch.get_rng_state(), cuda
+
+    def _restore(self, saved) -> None:
+        buffers, rng, cuda = saved
+        with torch.no_grad():
+            for name, buffer in unwrap_model(self.optimisation.model).named_buffers():
+                buffer.copy_(buffers[name])
+        torch.set_rng_state(rng)
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+        self.optimisation.optimizer.zero_grad(set_to_none=True)
 
 
 @dataclass

@@ -109,6 +109,9 @@ class IndexKind:
         factory: The FAISS factory string of resolved settings.
         faiss_class: The FAISS class the built index is an instance of (the load-time check).
         exact: Whether a search returns the true nearest neighbours.
+        gpu: Whether faiss-gpu can hold it (its unfiltered searches then run on the GPU).
+        stored: What the index keeps of each vector: "full" (float32) or "8-bit" (scalar quantised); a filtered
+            search that compares qualifying items one by one compares these, so it is exact only with "full".
         search_parameters: Per-search FAISS parameters for resolved settings and an ID selector (or None).
         resolve: Fills in the settings the data decides: (settings, count, dim) -> settings.
         minimum_training: Vectors the index needs to be trained (0: no training).
@@ -120,6 +123,8 @@ class IndexKind:
     factory: Callable[[IndexSettings], str]
     faiss_class: str
     exact: bool
+    gpu: bool
+    stored: str
     search_parameters: Callable[[IndexSettings, Any], Any]
     resolve: Callable[[IndexSettings, int, int], IndexSettings] = lambda settings, count, dim: settings
     minimum_training: Callable[[IndexSettings], int] = lambda settings: 0
@@ -178,12 +183,33 @@ def _ivfpq_configure(index: faiss.Index, settings: IndexSettings) -> None:
 
 # FAISS k-means wants ~39 points per centroid: nlist IVF centroids, and 256 PQ centroids per sub-quantiser
 INDEX_TYPES: dict[str, IndexKind] = {kind.name: kind for kind in (
-    IndexKind("flat", "exact", lambda s: "Flat", "IndexFlat", True, _plain_parameters),
-    IndexKind("hnsw", "graph (hnsw_m, ef_search)", lambda s: f"HNSW{s.hnsw_m},Flat", "IndexHNSWFlat", False,
-              _hnsw_parameters, configure=_hnsw_configure),
+    IndexKind("flat", "exact", lambda s: "Flat", "IndexFlat", exact=True, gpu=True, stored="full",
+              search_parameters=_plain_parameters),
+    IndexKind("hnsw", "graph (hnsw_m, ef_search)", lambda s: f"HNSW{s.hnsw_m},Flat", "IndexHNSWFlat", exact=False,
+              gpu=False, stored="full", search_parameters=_hnsw_parameters, configure=_hnsw_configure),
     IndexKind("ivfflat", "inverted lists of full vectors (nlist, nprobe)", lambda s: f"IVF{s.nlist},Flat",
-              "IndexIVFFlat", False, _ivf_parameters, _ivf_lists, lambda s: 39 * (s.nlist or 1)),
+              "IndexIVFFlat", exact=False, gpu=True, stored="full", search_parameters=_ivf_parameters,
+              resolve=_ivf_lists, minimum_training=lambda s: 39 * (s.nlist or 1)),
     IndexKind("ivfpq", "compressed: IVF + product quantisation + SQ8 re-ranking (nlist, nprobe, pq_m, k_factor)",
-              lambda s: f"IVF{s.nlist},PQ{s.pq_m}x8,Refine(SQ8)", "IndexRefine", False, _ivfpq_parameters,
-              _ivfpq_resolve, lambda s: 39 * max(s.nlist or 1, 256), _ivfpq_configure),
+              lambda s: f"IVF{s.nlist},PQ{s.pq_m}x8,Refine(SQ8)", "IndexRefine", exact=False, gpu=False,
+              stored="8-bit", search_parameters=_ivfpq_parameters, resolve=_ivfpq_resolve,
+              minimum_training=lambda s: 39 * max(s.nlist or 1, 256), configure=_ivfpq_configure),
 )}
+
+
+def index_reference(limit: int) -> str:
+    """The index types as a markdown table, generated from ``INDEX_TYPES`` (the README's table is this text, a test
+    keeps the two equal): what each is, whether it is exact, where it runs, and what a filtered search returns.
+
+    Args:
+        limit: The gallery's exhaustive limit (``reid.index.gallery.EXHAUSTIVE_LIMIT``).
+    """
+    rows = ["| `--type` | what | unfiltered search | filtered, at most "
+            f"{limit:,} qualifying | filtered, more qualifying | faiss-gpu |", "|---|---|---|---|---|---|"]
+    for kind in INDEX_TYPES.values():
+        few = "exact (compared one by one)" if kind.stored == "full" else \
+            f"compared one by one on its {kind.stored} vectors"
+        many = "exact" if kind.exact else "as approximate as the index (its search among the qualifying items)"
+        rows.append(f"| `{kind.name}` | {kind.summary} | {'exact' if kind.exact else 'approximate'} | {few} | {many} | "
+                    f"{'yes' if kind.gpu else 'no: the CPU'} |")
+    return "\n".join(rows)

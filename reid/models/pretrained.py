@@ -1,6 +1,8 @@
 """Loading ImageNet weights from a local file into AttNet, ACmix or any timm model (nothing is downloaded)."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from timm.models import adapt_input_conv
@@ -8,35 +10,44 @@ from torch import nn
 
 from reid.catalogue import RELEASED_WEIGHTS
 from reid.errors import ReidError
-from reid.models import acmix
-from reid.models.attnet import AttNet, remap_released_keys
-from reid.models.weights import check_state_dict, read_weights, state_dict_from
+from reid.models.weights import CheckpointMismatchError, check_state_dict, read_weights, state_dict_from
+
+
+def filter_of(model: nn.Module) -> Callable | None:
+    """The model's checkpoint filter, where timm keeps it: the ``checkpoint_filter_fn`` of the module that defines
+    the model's class (timm's convention, which AttNet's and ACmix's modules follow: a released file's layout to the
+    model's), or None when that module has none."""
+    return getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Load a weight file into ``model``, adapting the classifier and the input channels as timm does.
 
     Accepts the authors' released AttNet and ACmix files (raw state dict, or wrapped under ``model`` /
-    ``model_ema``), this project's own checkpoints and any timm-compatible state dict. A classifier whose size
-    differs from the model's (or a model without one) is skipped; a 3-channel input conv is adapted to
-    ``in_chans`` (1 for infrared input).
+    ``model_ema``), this project's own checkpoints and any timm-compatible state dict: the model's own
+    checkpoint filter (``filter_of``, as timm's ``pretrained=True`` applies it) maps a released layout. A
+    classifier whose size differs from the model's (or a model without one) is skipped; a 3-channel input conv is
+    adapted to ``in_chans`` (1 for infrared input).
 
     Raises:
         CheckpointError: The file is missing or unreadable.
         CheckpointMismatchError: Keys or shapes do not fit; the message lists them.
     """
     state = state_dict_from(read_weights(path))
-    if isinstance(model, AttNet):
-        state = remap_released_keys(state)
-    elif isinstance(model, acmix.ACmixSwinTransformer):
-        state = acmix.remap_released_keys(state, model)
+    filter_fn = filter_of(model)
+    if filter_fn is not None:
+        try:
+            state = filter_fn(state, model)
+        except CheckpointMismatchError as error:
+            raise CheckpointMismatchError(f"{path}: {error}") from None
     model_state = model.state_dict()
     cfg = getattr(model, "pretrained_cfg", {}) or {}
 
-    classifier = cfg.get("classifier")
-    if classifier:
+    classifier = cfg.get("classifier") or ()
+    classifiers = [classifier] if isinstance(classifier, str) else list(classifier)  # EfficientFormerV2: two
+    for name in classifiers:
         for suffix in (".weight", ".bias"):
-            key = classifier + suffix
+            key = name + suffix
             if key in state and (key not in model_state or state[key].shape != model_state[key].shape):
                 del state[key]
     first_conv = cfg.get("first_conv")
@@ -45,7 +56,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
         if wanted != given:
             state[key] = adapt_input_conv(wanted, state[key], base_chans=given)
 
-    ignore = [classifier + "."] if classifier and classifier + ".weight" not in state else []
+    ignore = [name + "." for name in classifiers if name + ".weight" not in state]
     check_state_dict(state, model_state, ignore_prefixes=ignore, source=str(path))
     model.load_state_dict(state, strict=False)
 

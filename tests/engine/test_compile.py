@@ -159,3 +159,37 @@ def test_evaluate_and_a_query_on_the_demo_data_never_compile_under_auto_even_on_
     assert query.exit_code == 0, query.output
     assert len(decisions) == 3 and decisions[-1][1] == 1
     assert all(mode == "auto" and resolved is None for mode, _, resolved in decisions), decisions
+
+
+def _forward_compiles_backward_fails():
+    """A backend whose forward compiles (as aot_eager's does) and whose backward compiler raises, when
+    AOTAutograd compiles the backward at the first loss.backward()."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    def backward(graph_module, example_inputs):
+        raise RuntimeError("forced: this backend cannot compile a backward")
+
+    return aot_autograd(fw_compiler=lambda graph_module, example_inputs: make_boxed_func(graph_module.forward),
+                        bw_compiler=backward)
+
+
+def test_a_backward_that_fails_to_compile_redoes_the_step_eagerly(tiny_config, tmp_path, monkeypatch):
+    """The first step's backward fails to compile: the step is redone eagerly from where it began (its BatchNorm
+    statistics and random state put back), one line says so, and the run ends as an eager run does."""
+    monkeypatch.setattr(compile_module, "BACKEND", _forward_compiles_backward_fails())
+    torch._dynamo.reset()
+    try:
+        eager = tiny_config(output_dir=str(tmp_path / "eager"), epochs=1, compile="off", modality_stems=True)
+        failing = tiny_config(output_dir=str(tmp_path / "failing"), epochs=1, compile="default", modality_stems=True)
+        Trainer(eager).fit()
+        Trainer(failing).fit()
+    finally:
+        torch._dynamo.reset()
+    eager_state = RunCheckpoint.load(tmp_path / "eager/last.pt").state
+    failing_state = RunCheckpoint.load(tmp_path / "failing/last.pt").state
+    for key, value in eager_state["model"].items():  # the same computation as the eager run's, step for step
+        assert torch.equal(value, failing_state["model"][key]), key
+    log = (tmp_path / "failing/train.log").read_text()
+    lines = [line for line in log.splitlines() if "torch.compile (default) failed" in line]
+    assert len(lines) == 1 and "cannot compile a backward" in lines[0]

@@ -7,9 +7,22 @@ from reid.index import INDEX_TYPES, GalleryError, IndexSettings
 from reid.index.factory import build_index, normalised
 
 
-def test_the_shipped_types():
-    assert list(INDEX_TYPES) == ["flat", "hnsw", "ivfflat", "ivfpq"]
-    assert [name for name, kind in INDEX_TYPES.items() if kind.exact] == ["flat"]
+def test_the_default_type_is_exact_and_every_type_describes_itself():
+    assert IndexSettings().type == "flat" and INDEX_TYPES["flat"].exact  # a gallery is exact unless asked
+    for name, kind in INDEX_TYPES.items():
+        assert kind.name == name and kind.summary and kind.stored in ("full", "8-bit"), name
+        assert not (kind.exact and kind.stored != "full"), name  # exact search needs the full vectors
+
+
+def test_the_readme_table_of_index_types_is_the_generated_one():
+    from pathlib import Path
+
+    from reid.index.gallery import EXHAUSTIVE_LIMIT
+    from reid.index.settings import index_reference
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("<!-- index-types -->\n", 1)[1].split("\n<!-- /index-types -->", 1)[0]
+    assert table == index_reference(EXHAUSTIVE_LIMIT), "paste reid.index.settings.index_reference into README.md"
 
 
 @pytest.mark.parametrize("kind", INDEX_TYPES)

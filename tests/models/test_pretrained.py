@@ -146,4 +146,24 @@ def test_weights_status_finds_and_checks_the_released_files(tmp_path, released):
     assert weights_status("attnet_t1", tmp_path) == f"ok: {tmp_path / 'AttNet_T1.pth'}"
     write(tmp_path / "AttNet_XXS.pth", released.state_dict())  # T1 weights under the XXS name
     assert weights_status("attnet_xxs", tmp_path).startswith("does not load:")
-    assert weights_status("resnet50", tmp_path) is None  # timm's own weights are not looked for here
+    assert weights_status("convnext_tiny", tmp_path) is None  # timm's own weights are not looked for here
+
+
+@pytest.mark.parametrize("name", ["resnet50", "convnext_tiny", "swin_tiny_patch4_window7_224", "pvt_v2_b1",
+                                  "efficientformerv2_s2", "attnet_xxs", "acmix_swin_tiny_patch4_window7_224",
+                                  "atconv_pvt_v2_b1"])
+def test_one_loading_path_for_every_family_through_its_own_checkpoint_filter(tmp_path, name):
+    """timm's convention, no per-family branch: the filter of the module that defines the model (timm's own for
+    its models, ours for AttNet and ACmix) maps the file, and the model's own weights come back exactly."""
+    import reid.models  # noqa: F401  (registers attnet_*, acmix_*, atconv_*)
+    from reid.models.pretrained import filter_of
+
+    torch.manual_seed(0)
+    source = timm.create_model(name).eval()
+    path = write(tmp_path / f"{name}.pth", source.state_dict())
+    target = timm.create_model(name).eval()
+    if name.startswith(("attnet", "acmix")):
+        assert filter_of(target).__module__ == type(target).__module__  # the released layout's own filter
+    load_pretrained(target, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
