@@ -74,8 +74,8 @@ class Gallery:
         settings: Index type and parameters.
         index: The FAISS index (ids are metadata row numbers).
         table: The metadata.
-        use_gpu: Unfiltered searches run on the GPU through faiss-gpu (flat and the IVF types) when it is installed
-            and sees a GPU; filtered ones run on the CPU (FAISS's GPU indexes take no ID selectors).
+        use_gpu: Unfiltered searches run on the GPU through faiss-gpu (index types whose ``gpu`` says so) when it is
+            installed and sees a GPU; filtered ones run on the CPU (FAISS's GPU indexes take no ID selectors).
     """
 
     def __init__(self, manifest: Manifest, settings: IndexSettings, index: faiss.Index, table: MetadataTable,
@@ -84,14 +84,19 @@ class Gallery:
         self.settings = settings
         self.index = index
         self.table = table
-        self.use_gpu = use_gpu and gpu_available() and settings.type != "hnsw"
+        self.use_gpu = use_gpu and gpu_available() and settings.kind.gpu
         self._gpu_index: faiss.Index | None = None
 
     @classmethod
     def build(cls, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]], backbone: str,
               settings: IndexSettings | None = None, checkpoint_digest: str | None = None,
-              use_gpu: bool = False) -> Gallery:
-        """A gallery over ``embeddings`` (one metadata row each: path, pid, camid, modality, label)."""
+              use_gpu: bool = False, source: dict[str, Any] | None = None) -> Gallery:
+        """A gallery over ``embeddings`` (one metadata row each: path, pid, camid, modality, label).
+
+        Args:
+            source: What the items came from (e.g. ``{"dataset": "llcm", "split": "gallery"}``), kept in the
+                manifest's ``extra``.
+        """
         vectors = normalised(embeddings)
         if len(vectors) == 0:
             raise GalleryError("cannot build a gallery from zero embeddings")
@@ -99,14 +104,15 @@ class Gallery:
             raise GalleryError(f"{len(vectors)} embeddings but {len(metadata)} metadata rows")
         settings = (settings or IndexSettings()).resolved(len(vectors), vectors.shape[1])
         manifest = Manifest(backbone=backbone, embedding_size=vectors.shape[1], index=settings.model_dump(),
-                            factory=settings.factory_string(), checkpoint_digest=checkpoint_digest, next_item_id=0)
+                            factory=settings.factory_string(), checkpoint_digest=checkpoint_digest, next_item_id=0,
+                            extra=dict(source or {}))
         gallery = cls(manifest, settings, build_index(vectors, settings), MetadataTable(), use_gpu)
         gallery._append(vectors, MetadataTable.from_rows(metadata))
         return gallery
 
-    def add(self, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]]) -> int:
-        """Add the items that are not in the gallery yet (by path, relative or absolute); returns how many were
-        added. The index's training (ivfpq) is kept."""
+    def add(self, embeddings: np.ndarray, metadata: Sequence[dict[str, Any]]) -> list[int]:
+        """Add the items that are not in the gallery yet (by path, relative or absolute); returns the new items'
+        ids. The index's training (ivfpq) is kept."""
         vectors = normalised(embeddings)
         if vectors.shape[1] != self.manifest.embedding_size:
             raise GalleryError(f"embeddings of size {vectors.shape[1]} cannot join a gallery of size "
@@ -121,17 +127,18 @@ class Gallery:
             if key not in seen:
                 seen.add(key)
                 new.append(row)
-        if new:
-            self._append(vectors[new], table.select(np.asarray(new)))
-        return len(new)
+        if not new:
+            return []
+        return self._append(vectors[new], table.select(np.asarray(new)))
 
-    def _append(self, vectors: np.ndarray, table: MetadataTable) -> None:
+    def _append(self, vectors: np.ndarray, table: MetadataTable) -> list[int]:
         table.ids[:] = -1  # the gallery gives the ids
         self.manifest.next_item_id = table.ids_from(self.manifest.next_item_id or 0)
         self.index.add(vectors)
         self.table.extend(table)
         self.manifest.items = self.live_count
         self._gpu_index = None
+        return [int(i) for i in table.ids]
 
     def remove(self, paths: Iterable[str]) -> tuple[int, list[str]]:
         """Remove the live items whose path (a tracklet: first frame) is in ``paths``, relative or absolute;
@@ -187,6 +194,9 @@ class Gallery:
             modality: str | None = None,
             exclude_camids: Sequence[int | Collection[int] | None] | None = None,
             camids: Collection[int] | None = None,
+            since: int | None = None,
+            until: int | None = None,
+            pid: int | None = None,
     ) -> list[list[SearchHit]]:
         """Top-k items per query, best first.
 
@@ -197,6 +207,9 @@ class Gallery:
             exclude_camids: Per query, a camera (or cameras) whose items are skipped, e.g. the query's own camera;
                 items of unknown camera are kept (``MetadataTable.allowed``).
             camids: Only items known to be from these cameras.
+            since: Only items seen at or after this time (seconds since 1970 UTC; items without one are left out).
+            until: Only items seen at or before this time.
+            pid: Only the items of this identity.
         """
         vectors = normalised(queries, "queries")
         if vectors.shape[1] != self.manifest.embedding_size:
@@ -206,7 +219,8 @@ class Gallery:
             raise GalleryError(f"top_k must be at least 1, got {top_k}")
         if self.live_count == 0:
             raise GalleryError("the gallery is empty")
-        if exclude_camids is None and modality is None and camids is None and self.removed_count == 0:
+        if exclude_camids is None and modality is None and camids is None and since is None and until is None \
+                and pid is None and self.removed_count == 0:
             # nothing to filter: one plain search, no selector
             scores, ids = self._searchable().search(vectors, min(top_k, self.live_count),
                                                     params=search_parameters(self.settings, None))
@@ -219,7 +233,7 @@ class Gallery:
         for row, excluded in enumerate(exclude):
             groups.setdefault(excluded, []).append(row)
         for excluded, rows in groups.items():
-            allowed = np.flatnonzero(self.table.allowed(modality, excluded, camids))
+            allowed = np.flatnonzero(self.table.allowed(modality, excluded, camids, since, until, pid))
             if not len(allowed):
                 continue
             k = min(top_k, len(allowed))
@@ -279,12 +293,12 @@ class Gallery:
 
     @classmethod
     @contextmanager
-    def updating(cls, directory: str | Path, waiting: Callable[[], None] | None = None) -> Iterator[Gallery]:
+    def updating(cls, directory: str | Path, waiting: Callable[[str], None] | None = None) -> Iterator[Gallery]:
         """Load a gallery for a change and save it when the block ends without an error, holding the gallery's
         lock throughout, so concurrent writers take turns.
 
         Args:
-            waiting: Called once if another process holds the lock.
+            waiting: Called once, with the holder's description, if another process or thread holds the lock.
         """
         with gallery_lock(directory, waiting=waiting):
             gallery = cls.load(directory)
@@ -293,16 +307,26 @@ class Gallery:
 
     def check_model(self, backbone: str, embedding_size: int, checkpoint_digest: str | None) -> None:
         """Refuse to query with a model other than the one that built the gallery, saying what differs."""
-        differences = []
-        if backbone != self.manifest.backbone:
-            differences.append(f"backbone {backbone!r} vs gallery {self.manifest.backbone!r}")
-        if embedding_size != self.manifest.embedding_size:
-            differences.append(f"embedding size {embedding_size} vs gallery {self.manifest.embedding_size}")
-        if checkpoint_digest != self.manifest.checkpoint_digest:
-            differences.append(f"checkpoint {(checkpoint_digest or 'none')[:12]} vs gallery "
-                               f"{(self.manifest.checkpoint_digest or 'none')[:12]}")
-        if differences:
-            raise GalleryError("the query model does not match the gallery: " + "; ".join(differences))
+        self.manifest.check_model(backbone, embedding_size, checkpoint_digest)
+
+    def cameras(self) -> list[int]:
+        """The known cameras of the live items."""
+        return sorted({int(c) for c in self.table.camids[~self.table.removed] if c != UNKNOWN})
+
+    def unknown_camera_count(self) -> int:
+        """Live items whose camera is not known."""
+        return int(((self.table.camids == UNKNOWN) & ~self.table.removed).sum())
+
+    def ids_of(self, pid: int | None = None, modality: str | None = None) -> list[int]:
+        """Ids of the live items of an identity (and modality)."""
+        return [int(i) for i in self.table.ids[self.table.allowed(modality, pid=pid)]]
+
+    def page(self, offset: int, limit: int, modality: str | None = None, camera: int | None = None,
+             pid: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+        """How many live items pass the filters, and rows ``offset`` .. ``offset + limit`` of them (in the order
+        they were added)."""
+        rows = np.flatnonzero(self.table.allowed(modality, camids=None if camera is None else [camera], pid=pid))
+        return len(rows), [self.table.row(int(row)) for row in rows[offset:offset + limit]]
 
     def counts_by_modality(self) -> dict[str, int]:
         """Live items per modality ("unknown" for items without one)."""

@@ -4,8 +4,9 @@ Row ``i`` describes FAISS id ``i``. Every item also has an ``id`` of its own, gi
 given again: rows are renumbered when ``Gallery.compact`` drops removed ones, ids are not, so an id a client holds
 names the same item until that item is removed. Removal is a tombstone in the ``removed`` column (searches skip the
 row; ``Gallery.compact`` drops it). On disk the table is JSON lines, one object per row:
-``{"id": ..., "path": ..., "pid": ..., "camid": ..., "modality": ..., "label": ..., "removed": ...}`` (galleries
-saved before ids were kept have none: their ids are their row numbers).
+``{"id": ..., "path": ..., "pid": ..., "camid": ..., "modality": ..., "label": ..., "timestamp": ..., "removed":
+...}`` (galleries saved before ids were kept have none: their ids are their row numbers; ``timestamp``, seconds
+since 1970 UTC, is there for items added with one).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from reid.data.samples import UNKNOWN  # pid or camid not known (images added without labels)
 from reid.index.settings import GalleryError, one_line
 
-FIELDS = ("id", "path", "pid", "camid", "modality", "label", "removed")
+FIELDS = ("id", "path", "pid", "camid", "modality", "label", "timestamp", "removed")
 
 Path_ = str | tuple[str, ...]  # an image, or the frames of a tracklet
 
@@ -44,6 +45,7 @@ class MetadataRow(BaseModel):
     camid: Annotated[StrictInt, Field(ge=-2 ** 63, lt=2 ** 63)] | None = None
     modality: Literal["vis", "ir"] | None = None
     label: StrictStr | None = None
+    timestamp: Annotated[StrictInt, Field(ge=0, lt=2 ** 63)] | None = None
     removed: StrictBool = False
 
 
@@ -62,6 +64,7 @@ class MetadataTable:
         camids: Camera, or -1 when unknown.
         modalities: "vis", "ir", or "" when unknown.
         labels: A free label per item, or None.
+        timestamps: When each item was seen, in seconds since 1970 UTC, or -1 when it was not said.
         removed: Tombstones.
     """
 
@@ -71,6 +74,7 @@ class MetadataTable:
     camids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     modalities: np.ndarray = field(default_factory=lambda: np.zeros(0, "<U3"))
     labels: list[str | None] = field(default_factory=list)
+    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     removed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @classmethod
@@ -88,6 +92,7 @@ class MetadataTable:
                    np.array([UNKNOWN if r.pid is None else r.pid for r in valid], np.int64),
                    np.array([UNKNOWN if r.camid is None else r.camid for r in valid], np.int64),
                    np.array([r.modality or "" for r in valid], "<U3"), [r.label for r in valid],
+                   np.array([UNKNOWN if r.timestamp is None else r.timestamp for r in valid], np.int64),
                    np.array([r.removed for r in valid], bool))
 
     @classmethod
@@ -120,6 +125,7 @@ class MetadataTable:
                 "pid": None if self.pids[index] == UNKNOWN else int(self.pids[index]),
                 "camid": None if self.camids[index] == UNKNOWN else int(self.camids[index]),
                 "modality": str(self.modalities[index]) or None, "label": self.labels[index],
+                "timestamp": None if self.timestamps[index] == UNKNOWN else int(self.timestamps[index]),
                 "removed": bool(self.removed[index])}
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -144,12 +150,14 @@ class MetadataTable:
         self.pids = np.concatenate([self.pids, other.pids])
         self.camids = np.concatenate([self.camids, other.camids])
         self.modalities = np.concatenate([self.modalities, other.modalities])
+        self.timestamps = np.concatenate([self.timestamps, other.timestamps])
         self.removed = np.concatenate([self.removed, other.removed])
 
     def select(self, rows: np.ndarray) -> MetadataTable:
         """A new table of the given row numbers (in that order)."""
         return MetadataTable(self.ids[rows], [self.paths[i] for i in rows], self.pids[rows], self.camids[rows],
-                             self.modalities[rows], [self.labels[i] for i in rows], self.removed[rows].copy())
+                             self.modalities[rows], [self.labels[i] for i in rows], self.timestamps[rows],
+                             self.removed[rows].copy())
 
     def live_rows_with_paths(self, paths: Iterable[Path_ | list[str]]) -> np.ndarray:
         """Row numbers of live items whose path (a tracklet: first frame) is one of ``paths``."""
@@ -158,21 +166,32 @@ class MetadataTable:
         return np.flatnonzero(keys & ~self.removed)
 
     def allowed(self, modality: str | None = None, exclude_camids: Collection[int] | None = None,
-                camids: Collection[int] | None = None) -> np.ndarray:
+                camids: Collection[int] | None = None, since: int | None = None,
+                until: int | None = None, pid: int | None = None) -> np.ndarray:
         """Boolean mask of the live rows that pass the filters. The rule for items of unknown camera, the same in
-        the command line, the library and the service: they are known to be from no camera, so "only these
-        cameras" leaves them out and "not these cameras" keeps them.
+        the command line, the library, the service and the Milvus backend: they are known to be from no camera,
+        so "only these cameras" leaves them out and "not these cameras" keeps them; likewise an item without a
+        timestamp is in no time range.
 
         Args:
             modality: Only this modality.
             exclude_camids: Not the items known to be from these cameras.
             camids: Only the items known to be from these cameras.
+            since: Only items seen at or after this time (seconds since 1970 UTC).
+            until: Only items seen at or before this time.
+            pid: Only the items of this identity.
         """
         mask = ~self.removed
+        if pid is not None:
+            mask &= self.pids == pid
         if modality is not None:
             mask &= self.modalities == modality
         if exclude_camids:
             mask &= ~np.isin(self.camids, np.asarray(sorted(exclude_camids), np.int64))
         if camids is not None:
             mask &= np.isin(self.camids, np.asarray(sorted(camids), np.int64)) & (self.camids != UNKNOWN)
+        if since is not None or until is not None:
+            mask &= (self.timestamps != UNKNOWN) & (self.timestamps >= (since if since is not None else 0))
+        if until is not None:
+            mask &= self.timestamps <= until
         return mask

@@ -44,7 +44,7 @@ def test_rows_round_trip_through_jsonl():
     assert list(again.rows()) == list(table.rows())
     assert again.row(50)["path"] == ["a/1.jpg", "a/2.jpg"] and again.paths[50] == ("a/1.jpg", "a/2.jpg")
     assert again.row(0) == {"id": None, "path": "img_0.jpg", "pid": None, "camid": None, "modality": "vis",
-                            "label": None, "removed": False}
+                            "label": None, "timestamp": None, "removed": False}
     assert again.ids_from(7) == 58 and again.row(0)["id"] == 7 and again.row(50)["id"] == 57
     assert again.rows_of([9, 57, 99]) == {9: 2, 57: 50}
 
