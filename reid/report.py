@@ -9,7 +9,13 @@ The JSON schema, used by every command that reports metrics (values in percent):
                             "std": {"rank1": .., ...}},      # "std" only with several trials
                  "vis2ir": {...}},
      "queries": {"ir2vis": [{"query": path, "pid", "camid", "ap", "first_match",                 # when asked for
-                             "top": [{"path", "pid", "camid", "match", "score"}, ...]}, ...], ...}}
+                             "first_match_item": {"rank", "path", "pid", "camid", "score"} or null,
+                             "top": [{"path", "pid", "camid", "match", "score"}, ...]}, ...], ...},
+     "queries_trial": 0}                                                     # the trial the queries come from
+
+A query's ``first_match`` is the rank of its first true match as the protocol's CMC counts it (LLCM and SYSU-MM01
+count each identity once, so a rank there can be smaller); ``first_match_item["rank"]`` is that item's place in
+the ranked list the ``top`` items begin.
 
 Standard deviations are sample standard deviations over trials (ddof=1).
 """
@@ -53,6 +59,7 @@ class EvaluationReport:
     model: dict | None = None  # backbone, checkpoint, digest of what was evaluated
     command: str | None = None  # the command line that produced the report
     queries: dict[str, list[dict]] = field(default_factory=dict)  # per direction, each query of the first trial
+    queries_trial: int = 0  # the gallery trial the per-query records come from
 
     def add(self, direction: str, result: RankResult) -> None:
         self.results.setdefault(direction, []).append(result)
@@ -81,7 +88,8 @@ class EvaluationReport:
             results[direction] = entry
         provenance = {key: value for key, value in (("model", self.model), ("command", self.command)) if value}
         return {"dataset": self.dataset, "protocol": self.protocol, "trials": self.trials, "reranked": self.reranked,
-                **provenance, "results": results, **({"queries": self.queries} if self.queries else {})}
+                **provenance, "results": results,
+                **({"queries": self.queries, "queries_trial": self.queries_trial} if self.queries else {})}
 
     def save_json(self, path: str | Path) -> Path:
         return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -16,11 +16,14 @@ AmpMode = Literal["auto", "off", "bf16", "fp16"]
 # torch.compile: "auto" compiles where it pays (see reid.engine.compile), the others are torch.compile's modes
 CompileMode = Literal["auto", "off", "default", "max-autotune", "reduce-overhead"]
 ResizeMethod = Literal["bilinear", "lanczos"]
+# what runs a model that embeds: auto picks ONNX Runtime where it can (reid.engine.onnx), else PyTorch
+EngineName = Literal["auto", "torch", "onnxruntime"]
 
 DEVICES: tuple[DeviceName, ...] = get_args(DeviceName)
 AMP_MODES: tuple[AmpMode, ...] = get_args(AmpMode)
 COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
 RESIZE_METHODS: tuple[ResizeMethod, ...] = get_args(ResizeMethod)
+ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 
 # ImageNet's channel statistics (timm.data.IMAGENET_DEFAULT_MEAN / _STD; a test holds them equal)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -69,7 +69,14 @@ def test_data_make_demo_then_check_json(tmp_path):
     assert set(stats["train"]["ir"]) == {"ids", "tracklets", "frames", "cameras"}
     assert stats["query"]["ir"]["tracklets"] == 4  # 2 test ids x 2 long infrared tracklets
     again = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(root)])
-    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert again.exit_code == 2 and "already holds a synthetic dataset (pass --overwrite" in again.stderr
+    replaced = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(root), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output  # a dataset the project wrote may be replaced when asked
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    refused = runner.invoke(app, ["data", "make-demo", "--layout", "vcm", "--out", str(mine), "--overwrite"])
+    assert refused.exit_code == 2 and (mine / "notes.txt").read_text() == "a user's file"  # never a user's folder
 
 
 def test_data_check_lists_every_problem_and_exits_2(tmp_path):
@@ -92,8 +99,10 @@ def test_data_check_lists_every_problem_and_exits_2(tmp_path):
 def test_data_check_unknown_dataset():
     result = runner.invoke(app, ["data", "check", "--dataset", "market1501", "--root", "."])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "error: Invalid value for '--dataset' / '-d': 'market1501' is not one of 'llcm', 'vcm', 'sysu', 'regdb'" \
-        in result.stderr
+    from reid.data.registry import DATASETS
+
+    names = ", ".join(map(repr, DATASETS))  # the registry as it is when the command runs
+    assert f"error: Invalid value for '--dataset' / '-d': 'market1501' is not one of {names}" in result.stderr
 
 
 def test_option_config_and_path_errors_answer_before_torch_is_loaded(tmp_path):
@@ -196,3 +205,121 @@ def test_help_shows_plain_metavars_and_every_set_example_is_a_key():
         if kind is not None:
             examples = re.findall(r"--set ([a-z_]+)=", " ".join(shown.split()))
             assert examples and all(key in kind.model_fields for key in examples), (command, examples)
+
+
+class Loaded(Exception):
+    """What a command asked the model loader for (the test stops it there)."""
+
+
+def model_commands(tmp_path):
+    """Every command that loads a model, with arguments that pass its checks (a backbone, a tiny dataset, a gallery,
+    an image): command -> arguments."""
+    import numpy as np
+    from PIL import Image
+
+    from reid.data import make_dataset
+    from reid.index.backends import build_gallery_at
+
+    root = make_dataset("llcm", tmp_path / "LLCM", 4, seed=0)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 32)).save(images / "a.jpg")
+    gallery = tmp_path / "gallery"
+    metadata = [{"path": f"/x/{i}.jpg", "pid": i, "camid": 1, "modality": "vis"} for i in range(4)]
+    build_gallery_at(gallery, np.eye(4, 8, dtype=np.float32), metadata, "attnet_xxs", None, None)
+    source = ["--backbone", "attnet_xxs"]
+    dataset = ["--dataset", "llcm", "--data-root", str(root)]
+    return {
+        "evaluate": ["evaluate", *dataset, *source],
+        "visualize": ["visualize", *dataset, *source, "--output", str(tmp_path / "v.png")],
+        "extract": ["extract", *source, "--images", str(images), "--out", str(tmp_path / "e.npz")],
+        "export": ["export", *source, "--out", str(tmp_path / "m.onnx")],
+        "serve": ["serve", "--index", str(gallery), *source],
+        "index build": ["index", "build", *source, "--images", str(images), "--out", str(tmp_path / "g2")],
+        "index add": ["index", "add", "--index", str(gallery), *source, str(images / "a.jpg")],
+        "index query": ["index", "query", "--index", str(gallery), *source, "--image", str(images / "a.jpg")],
+    }
+
+
+def test_every_model_option_a_command_shows_reaches_the_model(tmp_path, monkeypatch):
+    """No option is accepted and ignored: each model option a command lists (where the model comes from, how it
+    runs, how it is batched) arrives, with the value given, where the model is loaded; and a command lists only
+    the ones that do something there (export runs on the CPU, one batch: no --device, --amp or --batch-size)."""
+    import typer.main
+
+    from reid.cli.common import BatchOptions, ModelSource, RunOptions
+    from reid.engine.inference import Embedder
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"weights")
+    formatted = {"pretrained": str(weights), "input_size": "96x48"}  # values with a form of their own
+    options = {f.name for group in (ModelSource, RunOptions, BatchOptions) for f in group.__dataclass_fields__.values()}
+    options -= {"checkpoint", "backbone"}  # where the model comes from: the commands' base arguments
+
+    def stop(cls, **settings):
+        raise Loaded(settings)
+
+    monkeypatch.setattr(Embedder, "load", classmethod(stop))
+    root = typer.main.get_command(app)
+    for name, arguments in model_commands(tmp_path).items():
+        command = root
+        for part in name.split():
+            command = command.get_command(None, part)
+        shown = {parameter.name: parameter for parameter in command.params if parameter.name in options}
+        if name == "export":
+            assert set(shown) == {"pretrained", "input_size"}
+        if name == "serve":
+            assert not set(shown) & {"batch_size", "num_workers", "compile"}  # --max-batch is serve's batch
+        for option, parameter in sorted(shown.items()):
+            flag, value = parameter.opts[0], other_value(parameter, formatted.get(option))
+            result = runner.invoke(app, [*arguments, *([flag] if value is True else [flag, str(value)])])
+            assert isinstance(result.exception, Loaded), (name, option, result.output)
+            got = result.exception.args[0][option]
+            assert (str(got) if isinstance(got, Path) else got) == value, (name, option, result.exception.args[0])
+
+
+def other_value(parameter, formatted=None):
+    """A value of a command-line option other than its default, from its type (or the one given)."""
+    from enum import Enum
+
+    if formatted is not None:
+        return formatted
+    kind = parameter.type_descriptor.annotation
+    if parameter.is_flag or kind is bool:
+        assert not parameter.default, f"{parameter.name}: a flag that is on by default"
+        return True
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return next(member.value for member in kind if member != parameter.default)
+    if kind in (int, float):
+        low = parameter.min or 0
+        return kind(low + 3) if parameter.default is None else parameter.default + 1
+    raise AssertionError(f"{parameter.name}: give the test a value of its form in formatted")
+
+
+def test_an_option_of_a_command_that_clashes_with_a_shared_one_is_refused_where_it_is_declared():
+    import pytest
+    import typer
+
+    from reid.cli.common import RunOptions, command
+
+    with pytest.raises(TypeError, match="reid clash: the option --device of reid clash itself clashes with the one "
+                                        "of RunOptions"):
+        @command(typer.Typer(), "clash")
+        def clash(run: RunOptions, device: str = "cpu") -> None:
+            """Declares --device beside the shared group that has it."""
+
+
+def test_the_top_level_cli_py_runs_the_same_app_from_a_checkout(tmp_path):
+    """The design card's layout: ``python cli.py ...`` from the repository is ``reid ...``."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    script = subprocess.run([sys.executable, str(root / "cli.py"), "models", "attnet_xxs", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    installed = runner.invoke(app, ["models", "attnet_xxs", "--json"])
+    assert script.returncode == 0, script.stderr
+    assert json.loads(script.stdout) == json.loads(installed.stdout)
+    wrong = subprocess.run([sys.executable, str(root / "cli.py"), "models", "resnet5O"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2 and "unknown backbone 'resnet5O'" in wrong.stderr

@@ -74,7 +74,7 @@ def test_index_build_query_add_remove_info(trained, tmp_path):
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [line["rank"] for line in lines] == [1, 2, 3]
-    assert set(lines[0]) == {"query", "rank", "score", "path", "pid", "camid", "modality"}
+    assert set(lines[0]) == {"query", "rank", "score", "item_id", "path", "pid", "camid", "modality"}
     assert lines[0]["modality"] == "vis" and lines[0]["score"] >= lines[1]["score"]
     added = runner.invoke(app, ["index", "add", "--index", str(gallery), *checkpoint, "--images", str(query),
                                 "--label", "new"])
@@ -92,6 +92,33 @@ def test_index_build_query_add_remove_info(trained, tmp_path):
     wrong = runner.invoke(app, ["index", "query", "--index", str(gallery), "--backbone", "attnet_xxs",
                                 "--input-size", "64x32", "--image", str(query)])
     assert wrong.exit_code == 2 and "the query model does not match the gallery: checkpoint" in wrong.stderr
+
+
+def test_the_engines_build_the_same_gallery_and_rank_alike(trained, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from ranking import assert_top_k_up_to_ties
+
+    from reid.index.gallery import Gallery
+
+    root, _, run = trained
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    arrays = {}
+    for engine in ("torch", "onnxruntime"):
+        built = runner.invoke(app, ["index", "build", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                    "--data-root", str(root), "--split", "gallery", "--out", str(tmp_path / engine),
+                                    "--engine", engine, "--num-workers", "0"])
+        assert built.exit_code == 0, built.output
+        index = Gallery.load(tmp_path / engine).index
+        arrays[engine] = index.reconstruct_n(0, index.ntotal)
+    assert abs(arrays["torch"] - arrays["onnxruntime"]).max() < 1e-4
+    assert list((run / ".reid-onnx").glob("best-*-64x32.onnx"))  # kept beside the checkpoint for the next command
+    queries, onnx_vectors = arrays["torch"][:5], arrays["onnxruntime"]
+    found = (-(onnx_vectors[:5] @ onnx_vectors.T)).argsort(axis=1)[:, :10]
+    assert_top_k_up_to_ties(found, queries, arrays["torch"], 10, atol=2e-4)  # ONNX Runtime's order is PyTorch's
+    monkeypatch.setenv("REID_ENGINE", "tensorrt")
+    wrong = runner.invoke(app, ["index", "build", "--checkpoint", str(run / "best.pt"), "--dataset", "llcm",
+                                "--data-root", str(root), "--split", "gallery", "--out", str(tmp_path / "x")])
+    assert wrong.exit_code == 2 and "tensorrt" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
 
 
 def test_visualize(trained, tmp_path):

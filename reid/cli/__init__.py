@@ -46,9 +46,6 @@ def root(
 
 
 def main() -> None:
-    from reid import threads
-
-    threads.configure()  # before torch is imported: OpenMP threads wait passively
     app()
 
 

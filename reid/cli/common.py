@@ -35,7 +35,7 @@ from reid.data.samples import DIRECTIONS, MODALITIES, Split
 from reid.errors import ReidError, problems_in, refuse
 from reid.index.settings import INDEX_TYPES
 from reid.io import directory, regular_file
-from reid.settings import AMP_MODES, COMPILE_MODES, DEVICES, parse_size
+from reid.settings import AMP_MODES, COMPILE_MODES, DEVICES, ENGINES, parse_size
 
 # Piped or captured output has no terminal width; rich would then cut tables at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -121,6 +121,7 @@ ModalityChoice = choice("ModalityChoice", MODALITIES)
 DirectionChoice = choice("DirectionChoice", (*DIRECTIONS, "both"))
 IndexTypeChoice = choice("IndexTypeChoice", INDEX_TYPES)
 SearchModeChoice = choice("SearchModeChoice", ("all", "indoor"))
+EngineChoice = choice("EngineChoice", ENGINES)
 
 
 def directions_of(direction: Enum) -> list[str]:
@@ -263,7 +264,30 @@ ThreadsOption = Annotated[int | None, typer.Option(min=1, metavar="INT", help="C
                                                                               "(default: the usable cores, less "
                                                                               "loading workers; 1 on a busy "
                                                                               "machine)")]
-GalleryOption = Annotated[Path, typer.Option(metavar="PATH", help="Gallery directory")]
+GalleryOption = Annotated[str, typer.Option(metavar="GALLERY", help="Gallery: a directory (FAISS), or "
+                                                                   "milvus://HOST:PORT/COLLECTION (a Milvus server) "
+                                                                   "or milvus:FILE.db/COLLECTION (Milvus Lite)")]
+
+
+def _moment(value: str | None) -> int | None:
+    """--timestamp / --since / --until: seconds since 1970 UTC, or an ISO 8601 date and time (without a zone: this
+    machine's)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither seconds since 1970 nor an ISO 8601 time "
+                                 f"(e.g. 2026-12-03T18:00:00+00:00)") from None
+
+
+def time_option(help: str) -> Any:
+    return typer.Option(metavar="TIME", callback=_moment, help=f"{help} (ISO 8601, or seconds since 1970 UTC)")
 # Images given after the options, or with a repeatable option (--images for add, --image for query).
 ImagePaths = Annotated[list[Path] | None, typer.Argument(metavar="[PATH]...", help="Image files or folders")]
 ImagesOption = Annotated[list[Path] | None, typer.Option(metavar="PATH", help="An image file or folder (repeatable)")]
@@ -303,9 +327,13 @@ class ModelSource:
 
 @option_group
 class RunOptions:
-    """Where and how the model runs: the device, the CPU threads and the precision."""
+    """Where and how the model runs: the device, the engine, the CPU threads and the precision."""
 
     device: Annotated[DeviceChoice, choice_option(DeviceChoice, help="Where the model runs")] = DeviceChoice.auto
+    engine: Annotated[EngineChoice, choice_option(EngineChoice, envvar="REID_ENGINE",
+                                                  help="What runs the model: auto is ONNX Runtime on a CPU where it "
+                                                       "is installed and the model exports, PyTorch otherwise")] = \
+        EngineChoice.auto
     threads: ThreadsOption = None
     amp: Annotated[AmpChoice, choice_option(AmpChoice, help="Mixed precision: auto = bf16 on CUDA, float32 on a "
                                                             "CPU")] = AmpChoice.auto

@@ -17,7 +17,7 @@ from reid.index import exact_search
 from reid.metrics import Metric, RankEvaluator, RankResult, evaluate_embeddings, evaluate_rank, pairwise_distance
 from reid.report import EvaluationReport
 from reid.rerank import k_reciprocal_rerank
-from reid.visualize import RankList, pick_queries, rank_lists, ranked
+from reid.retrieval import RankList, pick_queries, rank_lists, ranked
 
 
 @dataclass(frozen=True)
@@ -140,24 +140,52 @@ def evaluate_dataset(
                     if result.query_ap is None:  # through an index: the same numbers, kept from the dense ones
                         result = evaluate_rank(distances, *labels, protocol=dataset.protocol, keep_queries=True)
                 report.queries[direction] = query_records(split, distances, dataset.protocol, result, top_k, metric)
+                report.queries_trial = t
     return Evaluation(report, embeddings)
 
 
 def query_records(split, distances: torch.Tensor, protocol: Protocol, result: RankResult, top_k: int,
                   metric: Metric) -> list[dict]:
     """Per query of a split: its image, identity, camera, AP (%) and first true match (as ``result`` kept them),
-    and its top-k gallery items by ``distances`` with whether each is a true match."""
+    its top-k gallery items by ``distances`` with whether each is a true match, and its first true match in the
+    ranked gallery (``first_match_item``: where it is, what it is; None without one), to show beside a failed
+    query's top-k."""
     records = []
     lists = ranked(split.query, split.gallery, distances, protocol, top_k, metric)
-    for ranked_list, ap, first in zip(lists, result.query_ap, result.query_first_match, strict=True):
+    firsts = first_true_matches(split.query, split.gallery, distances, protocol, metric)
+    for ranked_list, ap, first, item in zip(lists, result.query_ap, result.query_first_match, firsts, strict=True):
         sample = ranked_list.query
         records.append({"query": _path(sample), "pid": sample.pid, "camid": sample.camid,
                         "ap": None if np.isnan(ap) else round(float(ap), 2), "first_match": int(first) or None,
+                        "first_match_item": item,
                         "top": [{"path": _path(match), "pid": match.pid, "camid": match.camid, "match": correct,
                                  "score": round(score, 4)}
                                 for match, correct, score in zip(ranked_list.matches, ranked_list.correct,
                                                                  ranked_list.scores, strict=True)]})
     return records
+
+
+def first_true_matches(queries: Sequence[Sample], gallery: Sequence[Sample], distances: torch.Tensor,
+                       protocol: Protocol, metric: Metric) -> list[dict | None]:
+    """Per query, the first gallery item of its identity in its ranked list (the items the protocol hides left
+    out, ties by gallery order): {"rank" (1-based), "path", "pid", "camid", "score"}, or None."""
+    removed = protocol.removed([s.pid for s in queries], [s.camid for s in queries], [s.pid for s in gallery],
+                               [s.camid for s in gallery])
+    masked = distances.masked_fill(removed, torch.inf)
+    order = torch.sort(masked, dim=1, stable=True).indices
+    gallery_pids = torch.tensor([s.pid for s in gallery])
+    found = []
+    for row, query in enumerate(queries):
+        matches = ((gallery_pids[order[row]] == query.pid) & torch.isfinite(masked[row, order[row]])).nonzero()
+        if not len(matches):
+            found.append(None)
+            continue
+        place = int(matches[0])
+        item = gallery[int(order[row, place])]
+        distance = float(distances[row, int(order[row, place])])
+        found.append({"rank": place + 1, "path": _path(item), "pid": item.pid, "camid": item.camid,
+                      "score": round(-distance if metric == "euclidean" else 1 - distance, 4)})
+    return found
 
 
 def _path(sample: Sample) -> str:

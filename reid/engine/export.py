@@ -31,14 +31,16 @@ from reid.models.reid_model import ReIDModel
 
 
 class EmbeddingModel(nn.Module):
-    """images -> L2-normalised embeddings: the retrieval half of a ReIDModel, for export."""
+    """images -> embeddings (L2-normalised unless ``normalize`` is False): the retrieval half of a ReIDModel, for
+    export."""
 
-    def __init__(self, model: ReIDModel) -> None:
+    def __init__(self, model: ReIDModel, normalize: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.normalize = model, normalize
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.model(images).embeddings, dim=1)
+        embeddings = self.model(images).embeddings
+        return F.normalize(embeddings, dim=1) if self.normalize else embeddings
 
 
 
@@ -51,7 +53,7 @@ class ExportResult:
     max_difference: float | None
 
 
-def export_onnx(embedder: Embedder, out: str | Path, opset: int = 17) -> ExportResult:
+def export_onnx(embedder: Embedder, out: str | Path, opset: int = 17, normalize: bool = True) -> ExportResult:
     """Export an embedder's model to ONNX (written atomically) with its preprocessing in the file's metadata, and
     check it against PyTorch.
 
@@ -59,6 +61,8 @@ def export_onnx(embedder: Embedder, out: str | Path, opset: int = 17) -> ExportR
         embedder: What to export (a run checkpoint's model or a bare backbone's, see ``Embedder.load``).
         out: The .onnx file.
         opset: ONNX opset.
+        normalize: The file's output is L2-normalised (``reid export``'s); the raw embeddings otherwise (what the
+            ONNX Runtime engine runs, ``reid.engine.onnx``).
     """
     require("onnx", "export", "ONNX export")
     import onnx
@@ -67,14 +71,15 @@ def export_onnx(embedder: Embedder, out: str | Path, opset: int = 17) -> ExportR
     if model.infrared_backbone is not None:
         raise ReidError(f"{embedder.source}: models with modality-specific stems cannot be exported yet (they route "
                         f"each image by its modality)")
-    wrapper = EmbeddingModel(model).eval()  # eval: export restores the wrapper's mode onto the model
+    wrapper = EmbeddingModel(model, normalize).eval()  # eval: export restores the wrapper's mode onto the model
     augment = embedder.pipeline.config
     height, width = augment.height, augment.width
     shape = (2, embedder.seq_len, 3, height, width) if embedder.tracklets else (2, 3, height, width)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     metadata = {"input_height": height, "input_width": width, "resize": augment.resize, "channel_order": "RGB",
                 "pixel_scale": 255, "mean": list(augment.mean), "std": list(augment.std),
-                "layout": "NTCHW" if embedder.tracklets else "NCHW", "output": "L2-normalised embeddings",
+                "layout": "NTCHW" if embedder.tracklets else "NCHW",
+                "output": "L2-normalised embeddings" if normalize else "embeddings (not normalised)",
                 "backbone": embedder.backbone, "checkpoint_digest": embedder.digest}
     if embedder.tracklets:
         metadata["frames"] = embedder.seq_len
@@ -96,8 +101,8 @@ def export_onnx(embedder: Embedder, out: str | Path, opset: int = 17) -> ExportR
 
 
 def check_onnx(path: Path, wrapper: nn.Module, shape: tuple[int, ...]) -> float | None:
-    """Largest absolute difference between onnxruntime and PyTorch on random input of two batch sizes (None when
-    onnxruntime is not installed)."""
+    """Largest absolute difference between onnxruntime's and PyTorch's L2-normalised embeddings, on random input of
+    two batch sizes (None when onnxruntime is not installed)."""
     try:
         import onnxruntime
     except ImportError:
@@ -110,8 +115,12 @@ def check_onnx(path: Path, wrapper: nn.Module, shape: tuple[int, ...]) -> float 
         with torch.no_grad():
             expected = wrapper(images).numpy()
         got = session.run(None, {"images": images.numpy()})[0]
-        worst = max(worst, float(np.abs(got - expected).max()))
+        worst = max(worst, float(np.abs(_unit(got) - _unit(expected)).max()))
     return worst
+
+
+def _unit(array: np.ndarray) -> np.ndarray:
+    return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
 
 
 def extract_archive(embedder: Embedder, samples: Sequence[Sample], out: str | Path,

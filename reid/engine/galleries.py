@@ -16,12 +16,13 @@ from reid.index import Gallery, GalleryError, IndexSettings
 from reid.io import directory, regular_file
 
 
-def sample_metadata(sample: Sample, label: str | None = None) -> dict:
-    """The metadata row of a sample: absolute paths (so the item is found again from any directory), and None
-    for the pid and camid of unlabelled images."""
+def sample_metadata(sample: Sample, label: str | None = None, timestamp: int | None = None) -> dict:
+    """The metadata row of a sample: absolute paths (so the item is found again from any directory), None for the
+    pid and camid of unlabelled images, and when it was seen (seconds since 1970 UTC) when that is known."""
     path = [os.path.abspath(p) for p in sample.path] if sample.is_tracklet else os.path.abspath(sample.path)
     return {"path": path, "pid": sample.pid if sample.pid >= 0 else None,
-            "camid": sample.camid if sample.camid >= 0 else None, "modality": sample.modality, "label": label}
+            "camid": sample.camid if sample.camid >= 0 else None, "modality": sample.modality, "label": label,
+            "timestamp": timestamp}
 
 
 def image_modality(image: np.ndarray) -> Modality:
@@ -68,7 +69,9 @@ def dataset_samples(dataset: ReIDDataset, split: Split | str, direction: Directi
 
 
 def build_gallery(embedder: Embedder, samples: Sequence[Sample], settings: IndexSettings | None = None,
-                  progress: Callable[[int], None] | None = None) -> Gallery:
-    """Embed ``samples`` and index them, with the embedder's identity in the manifest."""
+                  progress: Callable[[int], None] | None = None, source: dict | None = None) -> Gallery:
+    """Embed ``samples`` and index them, with the embedder's identity (and ``source``, e.g. the dataset the
+    samples came from) in the manifest."""
     return Gallery.build(embedder.embeddings(samples, progress), [sample_metadata(s) for s in samples],
-                         embedder.backbone, settings, embedder.digest, use_gpu=embedder.device.type == "cuda")
+                         embedder.backbone, settings, embedder.digest, use_gpu=embedder.device.type == "cuda",
+                         source=source)

@@ -1,9 +1,10 @@
 """Embedding samples with a model: the ``Embedder`` that a run checkpoint or a bare backbone gives.
 
-Every command that turns images into embeddings (evaluate, visualize, index build / add / query, extract, the
-demo) goes through an Embedder built by ``Embedder.load`` from the command line's model options, so a model's
-input size, evaluation pipeline, device, batch size, AMP, compile setting and identity (backbone and checkpoint
-digest, for gallery manifests) travel together.
+Every command that turns images into embeddings (evaluate, visualize, index build / add / query, extract, export,
+serve) goes through an Embedder built by ``Embedder.load`` from the command line's model options, so a model's
+input size, evaluation pipeline, device, engine, batch size, AMP, compile setting and identity (backbone and
+checkpoint digest, for gallery manifests) travel together. The demo and the trainer build theirs from the model
+they hold (``Embedder.from_checkpoint``, or the constructor).
 
 Embeddings are what retrieval ranks by: the BNNeck's output (for a bare backbone, its pooled output).
 """
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from reid import threads as threads_module
-from reid.data.loader import SampleDataset, default_workers, make_loader
+from reid.data.loader import SampleDataset, make_loader
 from reid.data.registry import dataset_class
 from reid.data.samples import MODALITIES, Sample
 from reid.data.transforms import Pipeline, eval_pipeline
@@ -29,7 +30,7 @@ from reid.engine.runtime import resolve_amp, resolve_device
 from reid.errors import ReidError
 from reid.io import file_digest
 from reid.models.reid_model import ReIDModel
-from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, parse_size
+from reid.settings import ENGINES, AmpMode, AugmentConfig, CompileMode, DeviceName, EngineName, parse_size
 
 
 class _FellBack(Exception):
@@ -165,6 +166,12 @@ class Embedder:
     tracklets: bool = False
     on_fallback: Callable[[str], None] | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)  # what a user should hear about how it runs (a busy machine)
+    onnx: Callable | None = field(default=None, repr=False)  # ONNX Runtime over the model's export (reid.engine.onnx)
+
+    @property
+    def engine(self) -> str:
+        """What runs the model: "torch", or "onnxruntime"."""
+        return "torch" if self.onnx is None else "onnxruntime"
 
     @classmethod
     def from_checkpoint(cls, checkpoint: RunCheckpoint | str | Path, device: torch.device | str = "cpu",
@@ -173,8 +180,8 @@ class Embedder:
         if not isinstance(checkpoint, RunCheckpoint):
             checkpoint = RunCheckpoint.load(checkpoint)
         device = torch.device(device)
-        options = {"seq_len": checkpoint.config.seq_len,
-                   "tracklets": dataset_class(checkpoint.config.dataset).tracklets, **options}
+        options = {"seq_len": checkpoint.model_config.seq_len,
+                   "tracklets": dataset_class(checkpoint.model_config.dataset).tracklets, **options}
         return cls(checkpoint.model(device), checkpoint.eval_pipeline(), checkpoint.backbone,
                    f"{checkpoint.backbone} from {checkpoint.path}", checkpoint.digest, device, str(checkpoint.path),
                    **options)
@@ -207,6 +214,7 @@ class Embedder:
             num_workers: int | None = None,
             compile: CompileMode = "auto",
             seq_len: int | None = None,
+            engine: EngineName = "auto",
     ) -> Embedder:
         """The Embedder the command line's model options describe: exactly one of a run checkpoint and a backbone
         name, on ``device`` ("auto": CUDA when there is a GPU), in batches of ``batch_size`` (default 256 on CUDA,
@@ -217,27 +225,53 @@ class Embedder:
             input_size: (height, width) or "HxW" for a backbone (a checkpoint has its own).
             num_workers: Loading workers of the embedding passes (None: ``reid.data.loader.default_workers``).
             seq_len: Frames per tracklet (None: the checkpoint's own, else 6).
+            engine: "torch", "onnxruntime" (a ReidError when it cannot run the model) or "auto" (ONNX Runtime where
+                ``reid.engine.onnx`` says it can, PyTorch otherwise; a failed export falls back with a note).
         """
         if (checkpoint is None) == (backbone is None):
             raise ReidError("give either --checkpoint or --backbone")
         torch_device = resolve_device(device)
         notes = []
         if torch_device.type == "cpu":
-            plan = threads_module.plan(threads, default_workers(torch_device) if num_workers is None else num_workers)
+            plan = threads_module.plan(threads)
             threads_module.apply(plan)
             notes += [plan.note] if plan.note else []
+            num_workers = plan.workers if num_workers is None else num_workers
         options = dict(batch_size=batch_size or (256 if torch_device.type == "cuda" else 64),
                        amp_dtype=resolve_amp(amp, torch_device), compile=compile, num_workers=num_workers,
                        notes=notes)
         if seq_len is not None:
             options["seq_len"] = seq_len
         if checkpoint is not None:
-            return cls.from_checkpoint(checkpoint, torch_device, **options)
-        size = parse_size(input_size, "--input-size") if isinstance(input_size, str) else input_size
-        embedder = cls.from_backbone(backbone, size, pretrained, torch_device, **options)
-        if embedder.size_note:
-            embedder.notes.insert(0, embedder.size_note)
+            embedder = cls.from_checkpoint(checkpoint, torch_device, **options)
+        else:
+            size = parse_size(input_size, "--input-size") if isinstance(input_size, str) else input_size
+            embedder = cls.from_backbone(backbone, size, pretrained, torch_device, **options)
+            if embedder.size_note:
+                embedder.notes.insert(0, embedder.size_note)
+        embedder.use_engine(engine)
         return embedder
+
+    def use_engine(self, engine: str) -> None:
+        """Run the model with ``engine`` (see ``load``)."""
+        from reid.engine import onnx
+
+        if engine not in ENGINES:
+            raise ReidError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine == "torch":
+            self.onnx = None
+            return
+        reason = onnx.why_not(self, self.compile)
+        if reason is not None:
+            if engine == "onnxruntime":
+                raise ReidError(f"--engine onnxruntime: {reason}")
+            return
+        try:
+            self.onnx = onnx.prepare(self)
+        except ReidError as error:
+            if engine == "onnxruntime":
+                raise
+            self.notes.append(f"{error}; PyTorch runs the model")
 
     def identity(self) -> dict[str, str | None]:
         """What was embedded with, for reports: backbone, checkpoint (or weights) file and its sha256."""
@@ -252,10 +286,16 @@ class Embedder:
         """Why the model runs at another size than asked (fixed-size backbones), or None."""
         return self.model.size_note
 
+    @property
+    def runner(self) -> Callable:
+        """What runs the model: the model itself (PyTorch), or ONNX Runtime over its export."""
+        return self.onnx if self.onnx is not None else self.model
+
     def embed(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """(N, D) float32 embeddings on the CPU, in the order of ``samples``."""
-        return embed_samples(self.model, samples, self.pipeline, self.batch_size, self.device, self.seq_len,
-                             self.num_workers, self.amp_dtype, progress, self.compile, self.on_fallback)
+        return embed_samples(self.runner, samples, self.pipeline, self.batch_size, self.device, self.seq_len,
+                             self.num_workers, self.amp_dtype, progress,
+                             self.compile if self.onnx is None else "off", self.on_fallback)
 
     def embeddings(self, samples: Sequence[Sample], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """L2-normalised embeddings as a float32 array (for FAISS and other cosine search)."""
@@ -271,7 +311,7 @@ class Embedder:
             batch = torch.stack([self.pipeline([image])[0] for image in images[start:start + self.batch_size]])
             flags = torch.tensor(list(infrared[start:start + self.batch_size]), device=self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                chunks.append(self.model(batch.to(self.device), flags).embeddings.float().cpu())
+                chunks.append(self.runner(batch.to(self.device), flags).embeddings.float().cpu())
         return torch.nn.functional.normalize(torch.cat(chunks), dim=1).numpy()
 
 

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
 
@@ -31,12 +32,26 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self.batches: deque[int] = deque(maxlen=1000)  # items per recent batch, for tests and benchmarks
 
+    def start(self) -> None:
+        """Start the batching task on the running event loop (the application's lifespan does; a submit on a loop
+        where it is not running starts it too)."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the batching task (requests still waiting get no answer: the server is shutting down)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
     async def submit(self, item: Any) -> Any:
         """The result of ``item``, processed in the next batch (an exception of the batch is raised here)."""
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:  # first, or a new loop
-            self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._run())
+        self.start()
         future = loop.create_future()
         await self._queue.put((item, future))
         return await future

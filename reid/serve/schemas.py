@@ -23,6 +23,7 @@ class EvaluationInfo(BaseModel):
 
 
 class GalleryInfo(BaseModel):
+    backend: Literal["faiss", "milvus"] = Field(description="where the gallery is kept: FAISS files or Milvus")
     items: int = Field(description="live items")
     embedding_size: int
     backbone: str
@@ -41,6 +42,7 @@ class Health(BaseModel):
     reid_version: str
     engine: str = Field(description="what embeds the queries: torch or onnxruntime")
     device: str
+    backend: Literal["faiss", "milvus"]
     items: int
     embedding_size: int
     backbone: str

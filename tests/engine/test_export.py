@@ -66,10 +66,15 @@ def test_every_backbone_family_exports_with_a_dynamic_batch(backbone, tiny_llcm,
     np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected, atol=1e-4)
 
 
-def test_video_models_export_tracklets(checkpoint_file, tiny_llcm, tmp_path):
+def test_video_models_export_tracklets(tiny_llcm, tmp_path):
     config = {"dataset": "vcm", "data_root": str(tiny_llcm), "backbone": "attnet_xxs", "input_height": 64,
               "input_width": 32, "seq_len": 3}
-    path, _ = checkpoint_file(config=config)
+    from reid.config import make_config
+    from reid.engine.checkpoint import save_checkpoint
+    from reid.models.reid_model import ReIDModel
+
+    path = save_checkpoint(tmp_path / "video.pt", ReIDModel("attnet_xxs", 5, (64, 32)), make_config(config), 5, 1,
+                           None)
     result = export_onnx(Embedder.from_checkpoint(path), tmp_path / "video.onnx")
     assert result.input_shape == (2, 3, 3, 64, 32) and result.max_difference < 1e-4
 

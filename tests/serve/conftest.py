@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="the serve extra is part of dev")
 def served(tmp_path_factory):
     """(dataset root, checkpoint, gallery directory, evaluation report) of a random AttNet-XXS at 64x32."""
     base = tmp_path_factory.mktemp("serve")
-    root = make_dataset("llcm", base / "LLCM", 8, seed=4)
+    root = make_dataset("llcm", base / "LLCM", 16, seed=4)
     config = make_config(dict(dataset="llcm", data_root=str(root), backbone="attnet_xxs", input_height=64,
                               input_width=32))
     torch.manual_seed(3)

@@ -66,7 +66,14 @@ def assert_one_line_error(response, status):
 
 # reading ---------------------------------------------------------------------------------------------------------
 def test_health_and_gallery_describe_the_served_gallery(client, gallery, embedder):
-    assert client.get("/api/v1/health").json() == {"status": "ok"}
+    import reid
+
+    health = client.get("/api/v1/health").json()
+    assert health["status"] == "ok" and health["reid_version"] == reid.__version__
+    served = (health["engine"], health["device"], health["backbone"], health["backend"])
+    assert served == ("torch", "cpu", "attnet_xxs", "faiss")
+    assert health["checkpoint_digest"] == embedder.digest and health["writable"] is True
+    assert health["items"] == len(gallery_rows(gallery)) and health["max_batch"] == 32
     info = client.get("/api/v1/gallery").json()
     manifest = Gallery.load(gallery).manifest
     assert info["items"] == len(gallery_rows(gallery)) and info["embedding_size"] == embedder.num_features
@@ -75,13 +82,32 @@ def test_health_and_gallery_describe_the_served_gallery(client, gallery, embedde
     assert info["index_type"] == "flat" and info["factory"] == manifest.factory
     assert set(info["by_modality"]) == {"vis", "ir"}
     assert info["cameras"] == sorted({row["camid"] for row in gallery_rows(gallery)})
+    assert info["unknown_camera_items"] == 0 and info["version"] == health["gallery_version"]
     assert info["evaluations"][0]["directions"] == ["ir2vis", "vis2ir"]
+    assert info["evaluations"][0]["name"] == "report.json" and info["evaluations"][0]["trial"] == 0
+    assert info["evaluations"][0]["warnings"] == []  # the same model, and a dataset the gallery does not name
 
 
-def test_the_openapi_description_lists_the_versioned_routes(client):
-    paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/search", "/api/v1/items", "/api/v1/items/{item_id}", "/api/v1/gallery",
-            "/api/v1/health"} <= set(paths)
+def test_the_openapi_description_has_a_schema_for_every_route_and_status(client):
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    assert {"/api/v1/search", "/api/v1/items", "/api/v1/items/{item_id}", "/api/v1/gallery", "/api/v1/health",
+            "/api/v1/items/{item_id}/image", "/api/v1/evaluations/{name}/{direction}"} <= set(paths)
+    schemas = document["components"]["schemas"]
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                assert content, (method, path, status)
+                if "application/json" in content:
+                    reference = content["application/json"]["schema"].get("$ref", "")
+                    assert reference.startswith("#/components/schemas/"), (method, path, status)
+                    name = reference.rsplit("/", 1)[1]
+                    assert schemas[name].get("properties"), (method, path, status, name)
+                    if status.startswith(("4", "5")):
+                        assert name == "ErrorBody", (method, path, status)  # the body errors really have
+                else:
+                    assert "image/jpeg" in content, (method, path, status)
 
 
 def test_a_gallery_image_finds_itself_first_with_everything_a_hit_carries(client, gallery):
@@ -91,9 +117,12 @@ def test_a_gallery_image_finds_itself_first_with_everything_a_hit_carries(client
     (result,) = answer["results"]
     assert len(result["hits"]) == 5 and result["query_modality"] == "ir" and result["query_pid"] is None
     first = result["hits"][0]
-    assert first["item_id"] == target and first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert first["item_id"] == target and first["score"] == pytest.approx(1.0, abs=1e-4) and first["rank"] == 1
     assert (first["pid"], first["camid"], first["modality"]) == (rows[target]["pid"], rows[target]["camid"], "ir")
     assert first["thumbnail"] == f"/api/v1/items/{target}/thumbnail"
+    assert first["image"] == f"/api/v1/items/{target}/image" and first["file"] == Path(rows[target]["path"]).name
+    enlarged = Image.open(io.BytesIO(client.get(first["image"]).content))
+    assert max(enlarged.size) == 512 or enlarged.size == Image.open(rows[target]["path"]).size
     scores = [hit["score"] for hit in result["hits"]]
     assert scores == sorted(scores, reverse=True)
     thumbnail = client.get(first["thumbnail"])
@@ -116,26 +145,61 @@ def test_modality_and_camera_filters_hold_for_every_hit(client, gallery):
     answer = client.post("/api/v1/search", data={"item_id": "0", "modality": "vis", "top_k": "100",
                                                  "cameras": [str(c) for c in kept]}).json()
     hits = answer["results"][0]["hits"]
-    expected = [i for i, row in enumerate(rows) if row["modality"] == "vis" and row["camid"] in kept]
+    expected = [i for i, row in enumerate(rows) if row["modality"] == "vis" and row["camid"] in kept and i != 0]
     assert sorted(hit["item_id"] for hit in hits) == expected  # exact search: every item that passes, none else
     left_out = cameras[0]
     answer = client.post("/api/v1/search", data={"item_id": "0", "top_k": "100",
                                                  "exclude_cameras": [str(left_out)]}).json()
     hits = answer["results"][0]["hits"]
     assert hits and all(hit["camid"] != left_out for hit in hits)
-    assert len(hits) == sum(row["camid"] != left_out for row in rows)
+    assert len(hits) == sum(row["camid"] != left_out for i, row in enumerate(rows) if i != 0)
 
 
-def test_a_search_with_an_item_knows_its_identity(client, gallery):
+def test_a_search_with_an_item_knows_its_identity_and_never_returns_the_item(client, gallery):
     rows = gallery_rows(gallery)
-    result = client.post("/api/v1/search", data={"item_id": "3"}).json()["results"][0]
+    result = client.post("/api/v1/search", data={"item_id": "3", "top_k": "100"}).json()["results"][0]
     assert result["query_pid"] == rows[3]["pid"] and result["query"] == "item 3"
-    assert result["hits"][0]["item_id"] == 3
+    assert 3 not in [hit["item_id"] for hit in result["hits"]] and len(result["hits"]) == len(rows) - 1
+    same_side = {i for i, row in enumerate(rows) if row["pid"] == rows[3]["pid"]
+                 and row["modality"] == rows[3]["modality"]}
+    assert len(same_side) > 1  # the identity has other images on the item's side
+    skipped = client.post("/api/v1/search", data={"item_id": "3", "top_k": "100", "exclude_identity": "true"})
+    ids = [hit["item_id"] for hit in skipped.json()["results"][0]["hits"]]
+    assert not same_side & set(ids) and len(ids) == len(rows) - len(same_side)
+    top = client.post("/api/v1/search", data={"item_id": "3", "top_k": "5"}).json()["results"][0]["hits"]
+    assert len(top) == 5 and [hit["rank"] for hit in top] == [1, 2, 3, 4, 5]  # still k, the item left out
+
+
+def test_a_score_threshold_leaves_out_weak_hits_and_can_leave_none(client, gallery):
+    hits = client.post("/api/v1/search", data={"item_id": "3", "top_k": "20"}).json()["results"][0]["hits"]
+    threshold = hits[4]["score"]
+    kept = client.post("/api/v1/search", data={"item_id": "3", "top_k": "20", "min_score": str(threshold)})
+    assert [hit["item_id"] for hit in kept.json()["results"][0]["hits"]] == [h["item_id"] for h in hits[:5]]
+    none = client.post("/api/v1/search", data={"item_id": "3", "min_score": "1"}).json()
+    assert none["results"][0]["hits"] == []  # no match
+
+
+def test_the_gallery_can_be_browsed_a_page_at_a_time(client, gallery):
+    rows = gallery_rows(gallery)
+    first = client.get("/api/v1/items", params={"limit": 5}).json()
+    second = client.get("/api/v1/items", params={"limit": 5, "offset": 5}).json()
+    assert first["total"] == len(rows) and [item["item_id"] for item in first["items"] + second["items"]] == \
+        [row["id"] for row in rows[:10]]
+    infrared = client.get("/api/v1/items", params={"modality": "ir", "limit": 200}).json()
+    assert infrared["total"] == sum(row["modality"] == "ir" for row in rows)
+    assert {item["modality"] for item in infrared["items"]} == {"ir"}
+    camera = rows[0]["camid"]
+    assert all(item["camid"] == camera for item in client.get("/api/v1/items", params={"camera": camera}).json()[
+        "items"])
+    assert "more than the 200 items a page may hold" in assert_one_line_error(
+        client.get("/api/v1/items", params={"limit": 500}), 422)
 
 
 def test_the_evaluation_view_lists_queries_worst_first_with_their_pictures(client, served):
     report = json.loads(served[3].read_text())
-    answer = client.get("/api/v1/evaluations/0/ir2vis").json()
+    answer = client.get("/api/v1/evaluations/report.json/ir2vis").json()
+    assert answer["name"] == "report.json" and answer["trial"] == 0 and answer["warnings"] == []
+    assert answer["summary"]["mAP"] == pytest.approx(report["results"]["ir2vis"]["mAP"])
     queries = answer["queries"]
     assert len(queries) == len(report["queries"]["ir2vis"])
     aps = [q["ap"] for q in queries if q["ap"] is not None]
@@ -147,8 +211,58 @@ def test_the_evaluation_view_lists_queries_worst_first_with_their_pictures(clien
     assert any(item["match"] for item in worst["top"]) == (worst["first_match"] is not None
                                                            and worst["first_match"] <= len(worst["top"]))
     for rank in (0, 1, len(worst["top"])):
-        picture = client.get(f"/api/v1/evaluations/0/ir2vis/{worst['query']}/thumbnail", params={"rank": rank})
+        picture = client.get(f"/api/v1/evaluations/report.json/ir2vis/{worst['query']}/thumbnail",
+                             params={"rank": rank})
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+
+
+
+def test_a_failed_querys_first_true_match_is_shown_at_its_rank(embedder, gallery, served, tmp_path, monkeypatch):
+    """A query whose first true match is below its top-10 (here: a model whose embeddings are noise) shows that
+    match, with its rank, beside its top-10."""
+    import dataclasses
+
+    import torch
+
+    from reid.engine.evaluate import evaluate_dataset
+
+    noisy = dataclasses.replace(embedder)
+    generator = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(noisy, "embed", lambda samples, progress=None: torch.randn(len(samples), 8,
+                                                                                   generator=generator))
+    report = evaluate_dataset(noisy, load_dataset("llcm", served[0]), trials=1, per_query=True).report
+    report.save_json(tmp_path / "noise.json")
+    client = client_for(embedder, gallery, evaluations=[tmp_path / "noise.json"])
+    queries = client.get("/api/v1/evaluations/noise.json/ir2vis").json()["queries"]
+    failed = [q for q in queries if q["first_match"] is not None and q["first_match_item"]["rank"] > len(q["top"])]
+    assert failed, "noise leaves some first true matches below the top-10"
+    item = failed[0]["first_match_item"]
+    assert item["match"] and item["pid"] == failed[0]["pid"]
+    # its place in the ranked list; the protocol's CMC rank counts identities once (LLCM's de-duplicated CMC)
+    assert item["rank"] >= failed[0]["first_match"]
+    assert not any(top["match"] for top in failed[0]["top"])  # none of the top-10 is a true match
+    picture = client.get(f"/api/v1/evaluations/noise.json/ir2vis/{failed[0]['query']}/thumbnail",
+                         params={"rank": item["rank"]})
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+
+
+def test_a_report_of_another_model_or_dataset_is_shown_with_a_warning(embedder, gallery, served, tmp_path):
+    report = json.loads(served[3].read_text())
+    report["model"]["digest"] = "0" * 64
+    report["dataset"] = "sysu"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(report))
+    Gallery.load(gallery).save(gallery)  # unchanged: it does not name its dataset, so only the model differs
+    client = client_for(embedder, gallery, evaluations=[served[3], other, other])
+    names = [e["name"] for e in client.get("/api/v1/gallery").json()["evaluations"]]
+    assert names == ["report.json", "other.json", "other.json-2"]  # addressed by name, duplicates numbered
+    view = client.get("/api/v1/evaluations/other.json/vis2ir").json()
+    assert len(view["warnings"]) == 1 and "another model (checkpoint 000000000000)" in view["warnings"][0]
+    loaded = Gallery.load(gallery)
+    loaded.manifest.extra["dataset"] = "llcm"
+    loaded.save(gallery)
+    view = client_for(embedder, gallery, evaluations=[other]).get("/api/v1/evaluations/other.json/vis2ir").json()
+    assert any("evaluated sysu, the gallery holds llcm" in warning for warning in view["warnings"])
 
 
 def test_a_report_without_query_records_is_refused_at_start(embedder, gallery, tmp_path):
@@ -183,6 +297,8 @@ def test_every_bad_search_is_a_4xx_with_one_line(client, gallery):
         (dict(data={"top_k": "5"}), 422, "give query images"),
         (dict(files=image, data={"item_id": "0"}), 422, "give query images"),
         (dict(data={"item_id": "100000"}), 404, "no item 100000"),
+        (dict(data={"item_id": str(2 ** 70)}), 422, "item_id"),
+        (dict(files=image, data={"min_score": "2"}), 422, "min_score"),
         (dict(files=upload(*[rows[0]["path"]] * 33)), 413, "33 images is more than the 32"),
     ]
     for request, status, message in cases:
@@ -214,22 +330,24 @@ def test_pillows_own_bomb_guard_is_a_413_too(embedder, gallery):
 
 def test_missing_unknown_items_and_evaluations_are_404s(client):
     for path, message in (("/api/v1/items/5000/thumbnail", "no item 5000"),
-                          ("/api/v1/evaluations/3/ir2vis", "no evaluation 3"),
-                          ("/api/v1/evaluations/0/sideways", "no 'sideways' search"),
-                          ("/api/v1/evaluations/0/ir2vis/100000/thumbnail", "queries, not 100001"),
+                          ("/api/v1/items/5000/image", "no item 5000"),
+                          ("/api/v1/evaluations/3/ir2vis", "no evaluation '3'"),
+                          ("/api/v1/evaluations/report.json/sideways", "no 'sideways' search"),
+                          ("/api/v1/evaluations/report.json/ir2vis/100000/thumbnail", "queries, not 100001"),
                           ("/api/v1/nowhere", "Not Found")):
         assert message in assert_one_line_error(client.get(path), 404)
     assert "rank must be 0" in assert_one_line_error(
-        client.get("/api/v1/evaluations/0/ir2vis/0/thumbnail", params={"rank": 11}), 404)
-    assert_one_line_error(client.get("/api/v1/evaluations/0/ir2vis/0/thumbnail", params={"rank": -1}), 404)
+        client.get("/api/v1/evaluations/report.json/ir2vis/0/thumbnail", params={"rank": 9999}), 404)
+    assert_one_line_error(client.get("/api/v1/evaluations/report.json/ir2vis/0/thumbnail", params={"rank": -1}), 404)
     assert_one_line_error(client.get("/api/v1/items/-1/thumbnail"), 404)
     assert_one_line_error(client.get("/api/v1/items/x/thumbnail"), 422)
+    assert_one_line_error(client.get(f"/api/v1/items/{2 ** 70}/thumbnail"), 422)
 
 
 def test_no_request_names_a_file(client):
     """Thumbnails are served by id; a path in the URL is just an unknown route."""
     for attempt in ("/api/v1/items/..%2F..%2Fetc%2Fpasswd/thumbnail", "/static/../../pyproject.toml",
-                    "/api/v1/evaluations/0/ir2vis/0/thumbnail?rank=0&path=/etc/passwd"):
+                    "/api/v1/evaluations/report.json/ir2vis/0/thumbnail?rank=0&path=/etc/passwd"):
         response = client.get(attempt)
         assert response.status_code < 500 and b"root:" not in response.content and b"[project]" not in response.content
 
@@ -246,6 +364,65 @@ def test_writes_need_the_token_and_a_server_without_one_is_read_only(embedder, g
     assert "read-only" in assert_one_line_error(read_only.post("/api/v1/items", files=image, headers=AUTH), 403)
     assert "read-only" in assert_one_line_error(read_only.delete("/api/v1/items/0", headers=AUTH), 403)
     assert len(gallery_rows(gallery)) == len(rows)
+
+
+def test_numbers_beyond_64_bits_are_4xx_never_500(client, gallery):
+    rows = gallery_rows(gallery)
+    for field in ("pid", "camid"):
+        for value in (str(2 ** 70), "-1", "1e400", "x"):
+            response = client.post("/api/v1/items", files=upload(rows[0]["path"]), data={field: value}, headers=AUTH)
+            assert field in assert_one_line_error(response, 422), (field, value)
+    assert len(gallery_rows(gallery)) == len(rows)
+
+
+def test_a_body_over_the_limit_is_refused_from_its_headers_before_it_is_read(embedder, gallery):
+    """The 413 comes from Content-Length alone (it says 200 MB; a kilobyte is sent), and a body without one is cut
+    off as soon as it passes the limit."""
+    client = client_for(embedder, gallery, limits=Limits(max_bytes=1000, max_images=2))
+    limit = Limits(max_bytes=1000, max_images=2).max_body
+    response = client.post("/api/v1/search", content=b"x" * 1024, headers={
+        "Content-Length": str(200 * 2 ** 20), "Content-Type": "multipart/form-data; boundary=b"})
+    assert f"more than the {limit:,} bytes" in assert_one_line_error(response, 413)
+    streamed = client.post("/api/v1/search", content=iter([b"y" * 65536] * 100),  # no Content-Length: chunked
+                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert_one_line_error(streamed, 413)
+
+
+def test_faults_of_the_server_are_5xx_with_the_whole_message(embedder, gallery, monkeypatch):
+    rows = gallery_rows(gallery)
+    client = client_for(embedder, gallery)
+    vanished = Path(rows[2]["path"])
+    moved = vanished.with_suffix(".moved")
+    vanished.rename(moved)
+    try:
+        error = assert_one_line_error(client.get(f"/api/v1/items/{rows[2]['id']}/thumbnail"), 503)
+        assert str(vanished) in error
+    finally:
+        moved.rename(vanished)
+
+    def broken(images, infrared):
+        raise RuntimeError("the model failed\nwith a second line")
+
+    monkeypatch.setattr(embedder, "embed_images", broken)
+    error = assert_one_line_error(client.post("/api/v1/search", data={"item_id": "1"}), 500)
+    assert error == "the server failed: RuntimeError: the model failed with a second line"
+    monkeypatch.undo()
+    corrupt = gallery.with_name("corrupt")  # a gallery swapped in whole, as a save swaps it, with a broken index
+    shutil.copytree(gallery, corrupt)
+    (corrupt / "index.faiss").write_bytes(b"not an index")
+    gallery.rename(gallery.with_name("before"))
+    corrupt.rename(gallery)
+    error = assert_one_line_error(client.get("/api/v1/gallery"), 503)
+    assert "index.faiss" in error and "does not match its manifest" in error
+
+
+def test_the_page_has_a_favicon_and_an_api_page_that_works_offline(client):
+    assert client.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-files/swagger-ui-bundle.js" in docs.text
+    assert "http://" not in docs.text.replace("http://www.w3.org", "") and "https://" not in docs.text
+    assert client.get("/docs-files/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/docs-files/swagger-ui.css").status_code == 200
 
 
 def test_an_added_image_is_on_disk_and_found_at_once(client, gallery, served, tmp_path):

@@ -1,0 +1,1 @@
+"""The API's routers, one per resource: the gallery (and health), searches, items, evaluations, and the page."""
