@@ -4,6 +4,7 @@ import torch
 from reference_metrics import evaluate_rank_reference
 
 from reid import metrics
+from reid.data.protocols import PROTOCOLS
 from reid.errors import ReidError
 from reid.metrics import RankEvaluator, evaluate_embeddings, evaluate_rank, pairwise_distance
 
@@ -33,7 +34,7 @@ def random_case(seed: int, protocol: str):
     return distances, query_pids, gallery_pids, query_camids, gallery_camids
 
 
-@pytest.mark.parametrize("protocol", ["llcm", "sysu", "regdb", "vcm", "standard"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)  # every registered rule, a new one included
 @pytest.mark.parametrize("max_rank", [20, 5])
 def test_matches_reference_on_random_cases(protocol, max_rank):
     compared = with_invalid_queries = 0
@@ -176,7 +177,7 @@ def test_nan_distances_are_refused():
         evaluate_rank(np.array([[np.nan, 0.1]]), [1], [1, 2], [1], [2, 2])
 
 
-@pytest.mark.parametrize("protocol", ["llcm", "sysu", "vcm", "regdb"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_kept_queries_add_up_to_the_metrics(protocol, monkeypatch):
     case = random_case(11, protocol)
     monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 50)  # several chunks, some maybe without a valid query
