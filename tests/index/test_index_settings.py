@@ -46,7 +46,7 @@ def test_the_data_decides_what_is_left_open():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"type": "annoy"}, "type: unknown index type 'annoy'; choose from flat, hnsw, ivfflat, ivfpq"),
+    ({"type": "annoy"}, f"type: unknown index type 'annoy'; choose from {', '.join(INDEX_TYPES)}"),
     ({"type": "flat", "colour": "red"}, "unknown key 'colour'"),
     ({"type": "hnsw", "ef_search": 0}, "ef_search: Input should be greater than or equal to 1"),
     ({"type": "ivfpq", "nprobe": True}, "nprobe: Input should be a valid integer"),
