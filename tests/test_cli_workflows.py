@@ -325,6 +325,13 @@ def test_gallery_camera_filters_and_known_labels(trained, tmp_path):
     assert 2 not in {h["camid"] for h in hits("--exclude-camera", "2")}
     labelled = [h for h in everything if h["path"] == str(extra.resolve())]
     assert labelled and labelled[0]["pid"] == 4242 and labelled[0]["camid"] == 7
+    # an image of unknown camera: in no camera list, excluded by no camera exclusion (the library's and the
+    # service's rule too)
+    unknown = tmp_path / "unknown.jpg"
+    unknown.write_bytes(query.read_bytes())
+    assert runner.invoke(app, ["index", "add", "--index", str(gallery), *checkpoint, str(unknown)]).exit_code == 0
+    assert str(unknown.resolve()) in {h["path"] for h in hits("--exclude-camera", "2") if h["camid"] is None}
+    assert str(unknown.resolve()) not in {h["path"] for h in hits("--camera", "2", "--camera", "7")}
 
 
 def test_concurrent_writers_readers_builds_and_trainings_lose_nothing(trained, tmp_path):

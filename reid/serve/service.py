@@ -338,11 +338,12 @@ def _urls(item_id: int, path: str | list[str]) -> dict:
 
 
 def thumbnail(path: str, full: bool = False) -> bytes:
-    """A JPEG of an image file: the size of the rank-list pictures' tiles, or (``full``) the image itself with its
-    longer side at most FULL_SIZE pixels."""
+    """A JPEG of an image file: the size of the rank-list pictures' tiles, or (``full``) the image enlarged or shrunk to
+    a longer side of FULL_SIZE pixels (re-ID crops are small: 64 pixels wide would be no enlargement at all)."""
     image = Image.fromarray(load_image(path))
     if full:
-        image.thumbnail((FULL_SIZE, FULL_SIZE), Image.Resampling.LANCZOS)
+        scale = FULL_SIZE / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     else:
         image = image.resize((TILE[1], TILE[0]), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()

@@ -122,7 +122,8 @@ def test_a_gallery_image_finds_itself_first_with_everything_a_hit_carries(client
     assert first["thumbnail"] == f"/api/v1/items/{target}/thumbnail"
     assert first["image"] == f"/api/v1/items/{target}/image" and first["file"] == Path(rows[target]["path"]).name
     enlarged = Image.open(io.BytesIO(client.get(first["image"]).content))
-    assert max(enlarged.size) == 512 or enlarged.size == Image.open(rows[target]["path"]).size
+    width, height = Image.open(rows[target]["path"]).size
+    assert max(enlarged.size) == 512 and enlarged.size[0] / enlarged.size[1] == pytest.approx(width / height, rel=0.01)
     scores = [hit["score"] for hit in result["hits"]]
     assert scores == sorted(scores, reverse=True)
     thumbnail = client.get(first["thumbnail"])
@@ -153,6 +154,22 @@ def test_modality_and_camera_filters_hold_for_every_hit(client, gallery):
     hits = answer["results"][0]["hits"]
     assert hits and all(hit["camid"] != left_out for hit in hits)
     assert len(hits) == sum(row["camid"] != left_out for i, row in enumerate(rows) if i != 0)
+
+
+def test_an_item_of_unknown_camera_is_in_no_camera_list_and_excluded_by_no_exclusion(client, gallery, served):
+    """The one camera rule of the library, the command line and the service: an upload without a camera is kept
+    by "not these cameras" and left out by "only these cameras"."""
+    query = load_dataset("llcm", served[0]).test_split("vis2ir", 0).query[0]
+    added = client.post("/api/v1/items", files=upload(query.path), data={"modality": "vis"}, headers=AUTH).json()
+    (item,) = added["item_ids"]
+    assert client.get("/api/v1/gallery").json()["unknown_camera_items"] == 1
+    camera = client.get("/api/v1/gallery").json()["cameras"][0]
+    kept = client.post("/api/v1/search", files=upload(query.path), data={"top_k": "100", "exclude_cameras":
+                                                                          [str(camera)]}).json()
+    assert item in [hit["item_id"] for hit in kept["results"][0]["hits"]]
+    only = client.post("/api/v1/search", files=upload(query.path), data={"top_k": "100", "cameras": [str(camera)]})
+    assert item not in [hit["item_id"] for hit in only.json()["results"][0]["hits"]]
+    assert [hit["camid"] for hit in kept["results"][0]["hits"] if hit["item_id"] == item] == [None]
 
 
 def test_a_search_with_an_item_knows_its_identity_and_never_returns_the_item(client, gallery):

@@ -75,8 +75,10 @@ def screenshot(browser, tmp_path, name):
 
 
 def images_loaded(page, selector):
-    images = page.find_elements("css selector", selector)
-    return images and all(image.get_property("naturalWidth") > 0 for image in images)
+    """Whether there are such images and all have loaded (in one script: the page may redraw them meanwhile)."""
+    return page.execute_script(
+        "const images = [...document.querySelectorAll(arguments[0])];"
+        "return images.length > 0 && images.every((image) => image.complete && image.naturalWidth > 0);", selector)
 
 
 def fits(browser):
@@ -148,7 +150,9 @@ def test_the_page_searches_hops_browses_and_shows_the_evaluation(browser, live_s
     browser.find_element(By.ID, "search").click()  # the upload is still in the form: search again with it
     wait.until(when.text_to_be_present_in_element((By.ID, "status"), "no match"))
     assert browser.find_elements(By.CSS_SELECTOR, "#results .card") == []
-    threshold.clear()
+    threshold.clear()  # and without the threshold, the hits are back
+    browser.find_element(By.ID, "search").click()
+    wait.until(lambda page: len(page.find_elements(By.CSS_SELECTOR, "#results .card")) == top_k)
 
     # the gallery browser: pages of items
     browser.find_element(By.ID, "tab-browse").click()
