@@ -323,3 +323,20 @@ def test_the_top_level_cli_py_runs_the_same_app_from_a_checkout(tmp_path):
     wrong = subprocess.run([sys.executable, str(root / "cli.py"), "models", "resnet5O"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2 and "unknown backbone 'resnet5O'" in wrong.stderr
+
+
+def test_numbers_beyond_64_bits_nul_bytes_and_long_names_are_one_line_errors(tmp_path):
+    cases = [
+        (["index", "add", "--index", str(tmp_path / "g"), "--checkpoint", "x.pt", "--pid", str(2 ** 64), "a.jpg"],
+         "--pid"),
+        (["index", "query", "--index", str(tmp_path / "g"), "--checkpoint", "x.pt", "--camera", str(2 ** 64),
+          "a.jpg"], "out of range (a 64-bit integer)"),
+        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / "a\x00b")], "'--out': embedded null byte"),  # Click's check
+        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / ("x" * 300) / "demo")], "a name longer than 255 bytes"),
+        (["train", "--config", "configs/demo.yaml", "--set", f"seed={2 ** 70}"], "seed: must fit in 64 bits"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.output)
+        assert "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())  # nothing was written

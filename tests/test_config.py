@@ -172,3 +172,23 @@ def test_every_config_key_is_described_and_the_readme_table_is_the_generated_one
             f"README's {marker} table is stale: paste reid.config.config_reference({kind.__name__})")
         for key in kind.model_fields:
             assert f"| `{key}` |" in table.group(1)
+
+
+def test_values_are_read_as_the_readme_writes_them_and_a_bool_is_never_a_number(tmp_path):
+    path = write(tmp_path, "dataset: llcm\ndata_root: .\npretrained: null\n")
+    config = load_config(path, assignments=["compile=off", "amp=off"])  # YAML 1.1 would read off as false
+    assert (config.compile, config.amp) == ("off", "off")
+    with pytest.raises(ConfigError, match="epochs: must be a number, not true or false"):
+        load_config(path, assignments=["epochs=true"])
+    with pytest.raises(ConfigError, match="seed: must fit in 64 bits"):
+        load_config(path, assignments=[f"seed={2 ** 70}"])
+
+
+def test_deeply_nested_yaml_is_one_error_not_a_recursion(tmp_path):
+    with pytest.raises(ConfigError, match="--set lr_steps: nested too deeply"):
+        parse_assignments(["lr_steps=" + "[" * 5000 + "]" * 5000])
+    with pytest.raises(ConfigError, match="c.yaml: nested deeper than 16 levels"):
+        load_config(write(tmp_path, "dataset: llcm\ndata_root: .\nrecipes: " + "[" * 40 + "]" * 40 + "\n"))
+    recursive = write(tmp_path, "dataset: llcm\ndata_root: .\nrecipes: &a [*a]\n")
+    with pytest.raises(ConfigError, match="c.yaml: "):
+        load_config(recursive)

@@ -231,3 +231,24 @@ def test_a_gallery_missing_a_file_says_which(tmp_path):
     (target / "manifest.json").unlink()
     with pytest.raises(GalleryError, match="not a gallery \\(no manifest.json\\)"):
         Gallery.load(target)
+
+
+@pytest.mark.parametrize("name, other", [("g[1]", None), ("gx?", "gxa"), ("g*", "gb")])
+def test_a_gallery_name_with_glob_characters_is_taken_literally(name, other, tmp_path):
+    target = small_gallery(1, count=10).save(tmp_path / name)
+    if other:  # another gallery, whose name the pattern would match, with a crashed save of its own
+        small_gallery(3, count=50).save(tmp_path / other)
+        small_gallery(4, count=70).save(tmp_path / "spare").rename(tmp_path / f".{other}.saving-abc")
+    newer = small_gallery(2, count=30).save(tmp_path / "newer")
+    target.rename(tmp_path / f".{name}.old-999999")  # a crash between the two renames of a save
+    newer.rename(tmp_path / f".{name}.saving-def")
+    assert Gallery.load(target).live_count == 30  # its own staging copy, not the other gallery's
+    if other:
+        assert (tmp_path / f".{other}.saving-abc").exists() and Gallery.load(tmp_path / other).live_count == 50
+
+
+def test_a_manifest_nested_too_deeply_is_a_gallery_error(tmp_path):
+    saved = small_gallery().save(tmp_path / "g")
+    (saved / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GalleryError, match="manifest"):
+        Gallery.load(saved)
