@@ -1,16 +1,19 @@
-"""Load on ``reid serve``: searches/s and latency with micro-batching on and off, while a writer adds images.
+"""Load on ``reid serve``: searches/s and latency per engine, with micro-batching on and off, while a writer adds
+images.
 
 A bounded test against 127.0.0.1 only. For each mode (``--max-batch 32``, then ``--max-batch 1``: one search at a
 time) a real ``reid serve`` is started in its own process; 1, 8 and 32 clients then each upload a fixed number of
 query images, one search per request, while one writer adds an image every ``--add-every`` seconds through the
 API. It prints searches/s, p50 and p99 latency and the ratio of the two modes at each client count (measured in
 the same run: these machines are noisy), then checks that every added image is in the gallery on disk and that
-no request got a 5xx.
+no request got a 5xx. Each engine (``--engines``: PyTorch, ONNX Runtime) runs both modes, and the ratio of the
+engines is printed for each; ``--busy N`` runs N CPU-bound processes beside the servers (a busy machine).
 
 The model is the README demo's (``--run runs/demo``) when it exists, else an untrained AttNet-XXS at the demo's
 input size over a synthetic LLCM-layout dataset: the speed does not depend on the training.
 
     python benchmarks/bench_serve.py [--run runs/demo] [--clients 1,8,32] [--searches 24] [--out DIR]
+        [--engines torch,onnxruntime] [--busy 0]
 """
 from __future__ import annotations
 
@@ -71,11 +74,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(checkpoint: Path, gallery: Path, token_file: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start(checkpoint: Path, gallery: Path, token_file: Path, max_batch: int,
+          engine: str = "torch") -> tuple[subprocess.Popen, str]:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "reid", "serve", "--index", str(gallery), "--checkpoint",
                                str(checkpoint), "--device", "cpu", "--token-file", str(token_file), "--host",
-                               "127.0.0.1", "--port", str(port), "--max-batch", str(max_batch)],
+                               "127.0.0.1", "--port", str(port), "--max-batch", str(max_batch), "--engine", engine],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -152,7 +156,10 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=24, help="searches per client")
     parser.add_argument("--add-every", type=float, default=0.5, help="seconds between the writer's adds")
     parser.add_argument("--out", type=Path, help="also write the table here (bench_serve.md)")
+    parser.add_argument("--engines", default="torch", help="what runs the model: torch, onnxruntime (comma-separated)")
+    parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes running beside the servers")
     args = parser.parse_args()
+    engines = args.engines.split(",")
     counts = [int(value) for value in args.clients.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
@@ -161,11 +168,14 @@ def main() -> None:
         token = secrets.token_urlsafe(24)
         (work / "token").write_text(token + "\n")
         rows, failures, seed = [], [], 0
-        rate: dict[tuple[int, int], float] = {}  # (max batch, clients) -> searches/s
-        for mode, max_batch in (("batched (--max-batch 32)", 32), ("one at a time (--max-batch 1)", 1)):
-            gallery = work / f"gallery-{max_batch}"
+        rate: dict[tuple[str, int, int], float] = {}  # (engine, max batch, clients) -> searches/s
+        competitors = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+        plan = [(engine, mode, max_batch) for engine in engines
+                for mode, max_batch in (("batched (--max-batch 32)", 32), ("one at a time (--max-batch 1)", 1))]
+        for engine, mode, max_batch in plan:
+            gallery = work / f"gallery-{engine}-{max_batch}"
             shutil.copytree(source_gallery, gallery)
-            server, base = start(checkpoint, gallery, work / "token", max_batch)
+            server, base = start(checkpoint, gallery, work / "token", max_batch, engine)
             try:
                 asyncio.run(load(base, 2, 2, images, [], token, args.add_every))  # warm up
                 for clients in counts:
@@ -175,30 +185,41 @@ def main() -> None:
                     served = len(result["latencies"])
                     errors = sum(status >= 500 for status in result["statuses"])
                     refused = sum(400 <= status < 500 for status in result["statuses"])
-                    rate[(max_batch, clients)] = served / result["elapsed"]
-                    rows.append([mode, str(clients), str(served), f"{served / result['elapsed']:.1f}",
+                    rate[(engine, max_batch, clients)] = served / result["elapsed"]
+                    rows.append([engine, mode, str(clients), str(served), f"{served / result['elapsed']:.1f}",
                                  f"{1000 * np.percentile(result['latencies'], 50):.0f}",
                                  f"{1000 * np.percentile(result['latencies'], 99):.0f}", str(len(result["added"])),
                                  str(errors + refused)])
                     if errors or refused:
-                        failures.append(f"{mode}, {clients} clients: {errors} 5xx and {refused} 4xx answers")
+                        failures.append(f"{engine}, {mode}, {clients} clients: {errors} 5xx and {refused} 4xx answers")
                     on_disk = check_added(gallery, result["added"])
                     if on_disk:
-                        failures.append(f"{mode}, {clients} clients: {on_disk}")
+                        failures.append(f"{engine}, {mode}, {clients} clients: {on_disk}")
             finally:
                 server.terminate()
                 server.wait(timeout=30)
-        table = markdown_table(["mode", "clients", "searches", "searches/s", "p50 ms", "p99 ms", "images added",
-                                "4xx/5xx"], rows)
-        ratios = [f"{clients} client{'s' if clients > 1 else ''} {rate[(32, clients)] / rate[(1, clients)]:.2f}x"
-                  for clients in counts]
+        for process in competitors:
+            process.kill()
+        table = markdown_table(["engine", "mode", "clients", "searches", "searches/s", "p50 ms", "p99 ms",
+                                "images added", "4xx/5xx"], rows)
+
+        def plural(clients: int) -> str:
+            return f"{clients} client{'s' if clients > 1 else ''}"
+
+        ratios = [f"{engine}: micro-batching vs one at a time, searches/s: " + ", ".join(
+            f"{plural(clients)} {rate[(engine, 32, clients)] / rate[(engine, 1, clients)]:.2f}x" for clients in counts)
+            for engine in engines]
+        ratios += [f"{engine} vs {engines[0]}, {mode}: " + ", ".join(
+            f"{plural(clients)} {rate[(engine, batch, clients)] / rate[(engines[0], batch, clients)]:.2f}x"
+            for clients in counts) for engine in engines[1:] for mode, batch in (("batched", 32), ("one at a time", 1))]
         print(table)
-        print(f"\nmicro-batching vs one at a time, searches/s: {', '.join(ratios)}")
+        print("\n" + "\n".join(ratios))
+        print(f"{'idle' if not args.busy else f'{args.busy} CPU-bound processes beside the servers'}")
         model = checkpoint if args.run in checkpoint.parents else "an untrained AttNet-XXS (no demo run at --run)"
         print(f"machine: {os.cpu_count()} CPUs; model: {model}")
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "bench_serve.md").write_text(table + "\n\n" + ", ".join(ratios) + "\n")
+            (args.out / "bench_serve.md").write_text(table + "\n\n" + "\n".join(ratios) + "\n")
         if failures:
             raise SystemExit("FAILED: " + "; ".join(failures))
         print("every added image is in the gallery on disk; no request got a 4xx or 5xx")
@@ -211,7 +232,7 @@ def check_added(gallery: Path, item_ids: list[int]) -> str | None:
     from reid.index import Gallery
 
     loaded = Gallery.load(gallery)
-    missing = [item for item in item_ids if item >= len(loaded.table) or loaded.table.removed[item]]
+    missing = [item for item in item_ids if loaded.item(item) is None]
     if len(set(item_ids)) != len(item_ids):
         return f"item ids given twice: {sorted(item_ids)}"
     return f"added items missing on disk: {missing}" if missing else None

@@ -32,10 +32,10 @@ def test_a_spent_budget_skips_what_is_left_and_says_so(tmp_path):
 def test_the_serve_load_test_checks_its_writes_and_answers(tmp_path):
     script = SCRIPT.with_name("bench_serve.py")
     result = subprocess.run([sys.executable, str(script), "--run", str(tmp_path / "no-run"), "--clients", "1,2",
-                             "--searches", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
-                            cwd=tmp_path)
+                             "--searches", "2", "--out", str(tmp_path), "--engines", "torch,onnxruntime"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "every added image is in the gallery on disk; no request got a 4xx or 5xx" in result.stdout
     table = (tmp_path / "bench_serve.md").read_text()
-    assert table.count("| batched (--max-batch 32) |") == 2 and table.count("| one at a time (--max-batch 1) |") == 2
-    assert "2 clients " in table and "x" in table.splitlines()[-1]
+    assert table.count("| batched (--max-batch 32) |") == 4 and table.count("| one at a time (--max-batch 1) |") == 4
+    assert "| onnxruntime | batched" in table and "onnxruntime vs torch, batched: 1 client " in table
