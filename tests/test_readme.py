@@ -55,7 +55,7 @@ def test_the_quoted_figures_lie_in_the_quoted_ranges():
 
 @pytest.mark.slow
 def test_the_readme_demo_figures_are_what_the_demo_prints_from_any_directory(readme_demo):
-    """Runs the README's demo command (two and a half minutes on two cores) outside the repository."""
+    """Runs the README's demo command (about four minutes on two cores) outside the repository."""
     result, where = readme_demo
     printed = re.search(r"mAP untrained -> trained: ir2vis ([\d.]+)% -> ([\d.]+)%, vis2ir ([\d.]+)% -> ([\d.]+)%",
                         result.stdout.replace("\n", " "))
