@@ -331,8 +331,10 @@ def test_numbers_beyond_64_bits_nul_bytes_and_long_names_are_one_line_errors(tmp
          "--pid"),
         (["index", "query", "--index", str(tmp_path / "g"), "--checkpoint", "x.pt", "--camera", str(2 ** 64),
           "a.jpg"], "out of range (a 64-bit integer)"),
-        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / "a\x00b")], "'--out': embedded null byte"),  # Click's check
-        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / ("x" * 300) / "demo")], "a name longer than 255 bytes"),
+        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / "a\x00b")],
+         "'--out': embedded null byte"),  # Click's own check
+        (["data", "make-demo", "--layout", "llcm", "--out", str(tmp_path / ("x" * 300) / "demo")],
+         "a name longer than 255 bytes"),
         (["train", "--config", "configs/demo.yaml", "--set", f"seed={2 ** 70}"], "seed: must fit in 64 bits"),
     ]
     for args, message in cases:
