@@ -33,9 +33,10 @@ def keyed(hits):
     return [((hit["file"], hit["pid"], hit["camid"], hit["modality"]), hit["score"]) for hit in hits]
 
 
-def assert_same_hits(got, want, atol=1e-5):
+def assert_same_hits(got, want, atol=2e-5):
     """The same items with the same scores, best first, up to ties (an item tied with the last may stand in for
-    another)."""
+    another). The backends compute inner products with different kernels (within 1e-6), and answers round scores
+    to 5 decimals, so one score may land a rounding step (1e-5) away from the other: the tolerance is two steps."""
     assert len(got) == len(want)
     scores = dict(want)
     assert len(scores) == len(want)  # the keys name items
