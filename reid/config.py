@@ -13,16 +13,25 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reid.data.registry import DATASETS
 from reid.errors import ReidError, refuse
 from reid.io import directory, regular_file
 from reid.metric_losses import METRIC_LOSSES
 from reid.settings import AmpMode, AugmentConfig, CompileMode, DeviceName, ResizeMethod
+
+
+def _registered_dataset(name: str) -> str:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset; choose from {', '.join(DATASETS)}")
+    return name
+
+
+DatasetName = Annotated[str, AfterValidator(_registered_dataset)]  # a TrainConfig's, and its checkpoint's ModelConfig
 
 
 class ConfigError(ReidError):
@@ -83,7 +92,7 @@ class TrainConfig(FlatConfig):
     })
 
     # data
-    dataset: str = Field(description="a registered dataset: llcm, vcm, sysu, regdb, folder (or a plug-in's)")
+    dataset: DatasetName = Field(description="a registered dataset: llcm, vcm, sysu, regdb, folder (or a plug-in's)")
     data_root: str = Field(description="the dataset's root, as its authors distribute it")
     output_dir: str = Field("runs/experiment", description="the run directory (checkpoints, log, metrics, curves)")
     trial: int = Field(0, ge=0, description="RegDB split (0..9) to train and test on")
@@ -177,13 +186,6 @@ class TrainConfig(FlatConfig):
         if counts and (len(counts) != 4 or any(count < 0 for count in counts)):
             raise ValueError("give one count per ResNet stage, e.g. [0, 2, 3, 0] (or none: [])")
         return counts
-
-    @field_validator("dataset")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset; choose from {', '.join(DATASETS)}")
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -309,7 +311,7 @@ class ModelConfig(BaseModel):
     VERSION: ClassVar[int] = 1
 
     num_classes: int = Field(ge=0)
-    dataset: str
+    dataset: DatasetName
     seq_len: int = Field(6, ge=1)
     backbone: str
     input_height: int = Field(ge=16)
@@ -323,13 +325,6 @@ class ModelConfig(BaseModel):
     drop_path_rate: float | None = None
     non_local: list[int] = []
     non_local_channels: Literal["one", "half"] = "one"
-
-    @field_validator("dataset")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset; choose from {', '.join(DATASETS)}")
-        return name
 
     @classmethod
     def of(cls, config: TrainConfig, num_classes: int) -> ModelConfig:
