@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rank_samples import four_samples  # noqa: F401  (a fixture of the rank-list tests)
 
 from reid.threads import usable_cores
 
@@ -19,7 +20,7 @@ os.environ.setdefault("REID_ENGINE", "torch")
 
 @pytest.fixture(scope="session")
 def readme_demo(tmp_path_factory):
-    """The README's demo command, run once outside the repository (two and a half minutes on two cores): the
+    """The README's demo command, run once outside the repository (about four minutes on two cores): the
     process result and the directory it ran in (runs/demo/ and data/demo-llcm/ are there)."""
     where = tmp_path_factory.mktemp("readme-demo")
     reid = Path(sys.executable).with_name("reid")

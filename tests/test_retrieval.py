@@ -1,31 +1,15 @@
 """Rank lists: the best gallery items of each query, without those its protocol hides, ties in gallery order."""
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from rank_samples import image_file
 
 from reid.data.protocols import LLCM, REGDB
 from reid.data.samples import Sample
 from reid.retrieval import pick_queries, rank_lists
 
 
-def image_file(tmp_path, name, value):
-    path = tmp_path / f"{name}.png"
-    Image.fromarray(np.full((20, 10, 3), value, np.uint8)).save(path)
-    return str(path)
-
-
-@pytest.fixture
-def gallery(tmp_path):
-    samples = [Sample(image_file(tmp_path, f"g{i}", 40 * i), pid, cam, "vis")
-               for i, (pid, cam) in enumerate([(1, 1), (2, 2), (1, 2), (3, 1)])]
-    # distances to the query grow with the index: features along one axis
-    features = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
-    return samples, features
-
-
-def test_rank_lists_follow_distance_and_skip_what_the_protocol_hides(gallery, tmp_path):
-    samples, features = gallery
+def test_rank_lists_follow_distance_and_skip_what_the_protocol_hides(four_samples, tmp_path):
+    samples, features = four_samples
     query = Sample(image_file(tmp_path, "q", 200), 1, 1, "ir")
     llcm = rank_lists([query], torch.tensor([[1.0, 0.0]]), samples, features, LLCM, top_k=10)[0]
     assert [m.path for m in llcm.matches] == [samples[i].path for i in (1, 2, 3)]  # (1, cam 1) is hidden
@@ -36,8 +20,8 @@ def test_rank_lists_follow_distance_and_skip_what_the_protocol_hides(gallery, tm
     assert [m.path for m in regdb.matches] == [samples[0].path, samples[1].path]
 
 
-def test_equal_distances_keep_gallery_order(gallery, tmp_path):
-    samples, _ = gallery
+def test_equal_distances_keep_gallery_order(four_samples, tmp_path):
+    samples, _ = four_samples
     query = Sample(image_file(tmp_path, "q", 200), 9, 5, "ir")
     tied = rank_lists([query], torch.ones(1, 2), samples, torch.ones(4, 2), REGDB)[0]
     assert [m.path for m in tied.matches] == [s.path for s in samples]

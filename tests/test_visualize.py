@@ -1,35 +1,19 @@
 """Rank-list pictures: each match framed in its outcome's colour and captioned with its identity and camera."""
 import numpy as np
-import pytest
-import torch
 from PIL import Image
+from rank_samples import image_file
 
 from reid.data.samples import Sample
 from reid.retrieval import RankList
 from reid.visualize import BLUE, BORDER, GREEN, GREY, RED, TILE, draw_rank_lists
 
 
-def image_file(tmp_path, name, value):
-    path = tmp_path / f"{name}.png"
-    Image.fromarray(np.full((20, 10, 3), value, np.uint8)).save(path)
-    return str(path)
-
-
-@pytest.fixture
-def gallery(tmp_path):
-    samples = [Sample(image_file(tmp_path, f"g{i}", 40 * i), pid, cam, "vis")
-               for i, (pid, cam) in enumerate([(1, 1), (2, 2), (1, 2), (3, 1)])]
-    # distances to the query grow with the index: features along one axis
-    features = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
-    return samples, features
-
-
 def border_colour(canvas, x, y):
     return canvas.getpixel((x + 1, y + 1))
 
 
-def test_drawing_colours_each_match_by_its_outcome(gallery, tmp_path):
-    samples, _ = gallery
+def test_drawing_colours_each_match_by_its_outcome(four_samples, tmp_path):
+    samples, _ = four_samples
     known = RankList(Sample(image_file(tmp_path, "q1", 200), 1, 1, "ir"), samples[:3], [0.9, 0.8, 0.7])
     unknown = RankList(Sample(image_file(tmp_path, "q2", 90), -1, -1, "ir"), samples[:2], [0.5, 0.4])
     path = draw_rank_lists({"panel": [known, unknown]}, tmp_path / "ranks.png", "title")
@@ -46,9 +30,9 @@ def test_drawing_colours_each_match_by_its_outcome(gallery, tmp_path):
             assert inside == (40 * k,) * 3  # the match's own thumbnail
 
 
-def test_each_match_is_captioned_with_its_identity_and_camera(gallery, tmp_path):
+def test_each_match_is_captioned_with_its_identity_and_camera(four_samples, tmp_path):
     """Two pictures whose matches differ only in one match's identity (then camera) differ under that tile."""
-    samples, _ = gallery
+    samples, _ = four_samples
     query = Sample(image_file(tmp_path, "q", 200), 1, 1, "ir")
     tile_w, tile_h = TILE[1] + 2 * BORDER, TILE[0] + 2 * BORDER
     x = 4 + 2 * (tile_w + 4) + 12  # the second match
