@@ -45,6 +45,30 @@ def _camera_set(cameras: int | Collection[int] | None) -> frozenset[int] | None:
     return frozenset([int(cameras)] if isinstance(cameras, (int, np.integer)) else map(int, cameras)) or None
 
 
+def query_vectors(queries: np.ndarray, embedding_size: int, top_k: int) -> np.ndarray:
+    """A search's queries as L2-normalised float32 rows of the gallery's embedding size, with top_k checked: what
+    every backend checks first."""
+    vectors = normalised(queries, "queries")
+    if vectors.shape[1] != embedding_size:
+        raise GalleryError(f"query embeddings have size {vectors.shape[1]}, the gallery {embedding_size}")
+    if top_k < 1:
+        raise GalleryError(f"top_k must be at least 1, got {top_k}")
+    return vectors
+
+
+def exclusion_groups(exclude_camids: Sequence[int | Collection[int] | None] | None,
+                     count: int) -> dict[frozenset[int] | None, list[int]]:
+    """The rows of ``count`` queries grouped by the cameras each excludes, so that each group is searched with one
+    filter."""
+    exclude = [_camera_set(c) for c in exclude_camids] if exclude_camids is not None else [None] * count
+    if len(exclude) != count:
+        raise GalleryError(f"{len(exclude)} cameras to exclude for {count} queries")
+    groups: dict[frozenset[int] | None, list[int]] = {}
+    for row, excluded in enumerate(exclude):
+        groups.setdefault(excluded, []).append(row)
+    return groups
+
+
 @dataclass
 class SearchHit:
     """One gallery item returned for a query."""
@@ -211,12 +235,7 @@ class Gallery:
             until: Only items seen at or before this time.
             pid: Only the items of this identity.
         """
-        vectors = normalised(queries, "queries")
-        if vectors.shape[1] != self.manifest.embedding_size:
-            raise GalleryError(f"query embeddings have size {vectors.shape[1]}, "
-                               f"the gallery {self.manifest.embedding_size}")
-        if top_k < 1:
-            raise GalleryError(f"top_k must be at least 1, got {top_k}")
+        vectors = query_vectors(queries, self.manifest.embedding_size, top_k)
         if self.live_count == 0:
             raise GalleryError("the gallery is empty")
         if exclude_camids is None and modality is None and camids is None and since is None and until is None \
@@ -225,14 +244,8 @@ class Gallery:
             scores, ids = self._searchable().search(vectors, min(top_k, self.live_count),
                                                     params=search_parameters(self.settings, None))
             return [self._hits(score_row, id_row) for score_row, id_row in zip(scores, ids, strict=True)]
-        exclude = [_camera_set(c) for c in exclude_camids] if exclude_camids is not None else [None] * len(vectors)
-        if len(exclude) != len(vectors):
-            raise GalleryError(f"{len(exclude)} cameras to exclude for {len(vectors)} queries")
         results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
-        groups: dict[frozenset[int] | None, list[int]] = {}
-        for row, excluded in enumerate(exclude):
-            groups.setdefault(excluded, []).append(row)
-        for excluded, rows in groups.items():
+        for excluded, rows in exclusion_groups(exclude_camids, len(vectors)).items():
             allowed = np.flatnonzero(self.table.allowed(modality, excluded, camids, since, until, pid))
             if not len(allowed):
                 continue

@@ -346,24 +346,13 @@ class MilvusGallery:
     ) -> list[list[SearchHit]]:
         """Top-k items per query, best first, with the filters as Milvus expressions (the server filters before it
         ranks); the arguments are ``reid.index.Gallery.search``'s."""
-        from reid.index.gallery import _camera_set
+        from reid.index.gallery import exclusion_groups, query_vectors
 
-        vectors = normalised(queries, "queries")
-        if vectors.shape[1] != self.manifest.embedding_size:
-            raise GalleryError(f"query embeddings have size {vectors.shape[1]}, "
-                               f"the gallery {self.manifest.embedding_size}")
-        if top_k < 1:
-            raise GalleryError(f"top_k must be at least 1, got {top_k}")
+        vectors = query_vectors(queries, self.manifest.embedding_size, top_k)
         if top_k > SEARCH_LIMIT:
             raise GalleryError(f"top_k {top_k} is more than the {SEARCH_LIMIT:,} Milvus returns")
-        exclude = [_camera_set(c) for c in exclude_camids] if exclude_camids is not None else [None] * len(vectors)
-        if len(exclude) != len(vectors):
-            raise GalleryError(f"{len(exclude)} cameras to exclude for {len(vectors)} queries")
         results: list[list[SearchHit]] = [[] for _ in range(len(vectors))]
-        groups: dict[frozenset[int] | None, list[int]] = {}
-        for row, excluded in enumerate(exclude):
-            groups.setdefault(excluded, []).append(row)
-        for excluded, rows in groups.items():
+        for excluded, rows in exclusion_groups(exclude_camids, len(vectors)).items():
             expression = _expression(modality, excluded, camids, pid=pid, since=since, until=until)
             answer = self.client.search(self.address.collection, data=vectors[rows].tolist(), limit=top_k,
                                         filter=expression, output_fields=_FIELDS[1:],
